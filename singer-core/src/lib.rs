@@ -23,6 +23,7 @@ pub mod error;
 pub mod io;
 pub mod message;
 pub mod metrics;
+pub mod record;
 pub mod schema;
 pub mod secret;
 pub mod state;

@@ -381,7 +381,7 @@ pub fn scale_of_power_of_ten(text: &str) -> Option<u32> {
             }
             let digits = frac.trim_end_matches('0');
             let (zeros, last) = digits.split_at(digits.len().checked_sub(1)?);
-            (last == "1" && zeros.bytes().all(|b| b == b'0')).then(|| digits.len() as u32)
+            (last == "1" && zeros.bytes().all(|b| b == b'0')).then_some(digits.len() as u32)
         }
     }
 }

@@ -1,1 +1,20 @@
-//! placeholder
+//! The runtime for writing taps and targets (feature `sdk`).
+//!
+//! - [`tap`]: the [`Tap`](tap::Tap) trait and [`run_tap`](tap::run_tap), which handles the
+//!   CLI (`--config`, `--state`, `--catalog`, `--properties`, `--discover`, `--about`,
+//!   `--version`), emission, bookmarks and metrics.
+//! - [`target`]: the [`Target`](target::Target) traits and [`run_target`](target::run_target),
+//!   which own message order, batching, per-stream parallel loading and the rule that a STATE
+//!   is echoed only after every record before it is durable.
+//! - [`about`]: `--about` output. [`config`]: merged config files. [`logging`]: stderr logs.
+
+pub mod about;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod logging;
+pub mod tap;
+pub mod target;
+
+pub use about::About;
+pub use error::{ExitStatus, SdkError};

@@ -1,0 +1,259 @@
+//! The tap side of the SDK.
+//!
+//! A tap implements [`Tap`] and calls [`run_tap`] from `main`. The SDK parses the command line,
+//! merges config files, reads state and catalog, and hands the tap a [`TapContext`] through
+//! which every message is written.
+//!
+//! Contract for implementors:
+//! - emit a SCHEMA for a stream before any of its RECORDs ([`TapContext::write_schema`]);
+//! - advance a bookmark only after the rows it covers were written, then call
+//!   [`TapContext::write_state`]; a run resumed from any emitted state must lose nothing
+//!   (duplicates at the boundary are allowed: delivery is at least once);
+//! - never write to stdout directly.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::cli::{self, AboutFormat, TapArgs};
+use super::{About, SdkError, config, logging};
+use crate::catalog::{Catalog, CatalogEntry};
+use crate::io::MessageWriter;
+use crate::message::{ActivateVersionMessage, Message, SchemaMessage};
+use crate::metrics::{self, Metric, RecordCounter};
+use crate::state::State;
+
+/// How often record counts are reported on stderr.
+pub const METRIC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A Singer tap.
+pub trait Tap: Sized + Send + 'static {
+    /// Executable name, e.g. `tap-mysql`.
+    const NAME: &'static str;
+    /// Version printed by `--version`.
+    const VERSION: &'static str;
+    /// The typed config; reject unknown keys with `#[serde(deny_unknown_fields)]`.
+    type Config: DeserializeOwned + Send;
+
+    /// What `--about` prints.
+    fn about() -> About;
+
+    /// Builds the tap from its config. Pure: no network or file access here.
+    fn new(config: Self::Config) -> Result<Self, SdkError>;
+
+    /// Lists the available streams with their schemas and metadata.
+    fn discover(&mut self) -> impl Future<Output = Result<Catalog, SdkError>> + Send;
+
+    /// Emits SCHEMA, RECORD, STATE (and ACTIVATE_VERSION) messages for the selected streams.
+    fn sync(
+        &mut self,
+        ctx: &mut TapContext,
+        catalog: Catalog,
+    ) -> impl Future<Output = Result<(), SdkError>> + Send;
+}
+
+/// What a tap writes through during a sync.
+pub struct TapContext {
+    writer: MessageWriter<Box<dyn Write + Send>>,
+    state: State,
+    counters: HashMap<String, RecordCounter>,
+    timers: HashMap<String, Instant>,
+}
+
+impl TapContext {
+    /// A context writing to `out`, starting from `state`.
+    pub fn new(out: Box<dyn Write + Send>, state: State) -> Self {
+        Self {
+            writer: MessageWriter::new(out),
+            state,
+            counters: HashMap::new(),
+            timers: HashMap::new(),
+        }
+    }
+
+    /// The current state (as given by `--state`, then as updated by the tap).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The state, to update bookmarks; call [`Self::write_state`] to emit it.
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Writes the SCHEMA of a catalog stream, restricted to its selected properties.
+    pub fn write_schema(&mut self, entry: &CatalogEntry) -> Result<(), SdkError> {
+        let bookmark_properties = entry.replication_key().map(|k| vec![k.to_string()]);
+        self.write_schema_message(SchemaMessage {
+            stream: entry.stream.clone(),
+            schema: entry.selected_schema(),
+            key_properties: entry.key_properties(),
+            bookmark_properties,
+        })
+    }
+
+    /// Writes any SCHEMA message.
+    pub fn write_schema_message(&mut self, msg: SchemaMessage) -> Result<(), SdkError> {
+        self.writer.write_message(&Message::Schema(msg)).map_err(SdkError::stdout)
+    }
+
+    /// Writes one RECORD.
+    pub fn write_record<T: Serialize + ?Sized>(
+        &mut self,
+        stream: &str,
+        record: &T,
+    ) -> Result<(), SdkError> {
+        self.write_record_full(stream, record, None, None)
+    }
+
+    /// Writes one RECORD with a table version and `time_extracted`.
+    pub fn write_record_full<T: Serialize + ?Sized>(
+        &mut self,
+        stream: &str,
+        record: &T,
+        version: Option<i64>,
+        time_extracted: Option<&str>,
+    ) -> Result<(), SdkError> {
+        self.writer
+            .write_record(stream, record, version, time_extracted)
+            .map_err(SdkError::stdout)?;
+        match self.counters.get_mut(stream) {
+            Some(c) => c.add(1),
+            None => {
+                let mut c = RecordCounter::new(stream, METRIC_INTERVAL);
+                c.add(1);
+                self.counters.insert(stream.to_string(), c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes ACTIVATE_VERSION.
+    pub fn write_activate_version(&mut self, stream: &str, version: i64) -> Result<(), SdkError> {
+        let msg = ActivateVersionMessage { stream: stream.to_string(), version };
+        self.writer.write_message(&Message::ActivateVersion(msg)).map_err(SdkError::stdout)
+    }
+
+    /// Writes the current state as a STATE message and flushes.
+    pub fn write_state(&mut self) -> Result<(), SdkError> {
+        self.writer.write_state(&self.state.as_value()).map_err(SdkError::stdout)
+    }
+
+    /// Marks a stream as being synced (`currently_syncing`) and starts its timer.
+    pub fn begin_stream(&mut self, tap_stream_id: &str) {
+        self.state.set_currently_syncing(Some(tap_stream_id));
+        self.timers.insert(tap_stream_id.to_string(), Instant::now());
+        tracing::info!(stream = tap_stream_id, "sync started");
+    }
+
+    /// Clears `currently_syncing`, reports the stream's metrics, and writes state.
+    pub fn end_stream(&mut self, tap_stream_id: &str, stream: &str) -> Result<(), SdkError> {
+        self.state.set_currently_syncing(None);
+        let rows = self.counters.get_mut(stream).map_or(0, |c| {
+            c.flush();
+            c.total()
+        });
+        if let Some(started) = self.timers.remove(tap_stream_id) {
+            let mut tags = metrics::stream_tags(stream);
+            tags.insert("status".into(), Value::from("succeeded"));
+            Metric::timer(metrics::JOB_DURATION, started.elapsed(), tags).emit();
+        }
+        tracing::info!(stream = tap_stream_id, rows, "sync finished");
+        self.write_state()
+    }
+
+    /// Flushes buffered output.
+    pub fn flush(&mut self) -> Result<(), SdkError> {
+        for c in self.counters.values_mut() {
+            c.flush();
+        }
+        self.writer.flush().map_err(SdkError::stdout)
+    }
+}
+
+/// Runs a tap as a process: parses the command line, dispatches, maps errors to exit codes.
+pub fn run_tap<T: Tap>() -> ExitCode {
+    logging::init();
+    let args: TapArgs = cli::parse(T::NAME, T::VERSION);
+    match run_tap_with::<T>(args, Box::new(std::io::stdout())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !matches!(e, SdkError::BrokenPipe) {
+                logging::report_fatal(T::NAME, &e);
+            }
+            e.exit_status().into()
+        }
+    }
+}
+
+/// Runs a tap with parsed arguments, writing messages to `out` (used by tests).
+pub fn run_tap_with<T: Tap>(args: TapArgs, out: Box<dyn Write + Send>) -> Result<(), SdkError> {
+    if args.common.about {
+        return print_about(T::about(), args.common.format, out);
+    }
+    if args.common.config.is_empty() {
+        return Err(SdkError::Usage("--config is required".into()));
+    }
+    let merged = config::merge_files(&args.common.config)?;
+    let mut tap = T::new(config::parse(merged)?)?;
+    let state = match &args.state {
+        Some(p) => State::from_file(p).map_err(|e| SdkError::Config(crate::error::chain_to_string(&e)))?,
+        None => State::new(),
+    };
+    let catalog_path = args.catalog.as_ref().or(args.properties.as_ref());
+    let catalog = match catalog_path {
+        Some(p) if !args.discover => Some(
+            Catalog::from_file(p).map_err(|e| SdkError::Config(crate::error::chain_to_string(&e)))?,
+        ),
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| SdkError::fatal("cannot start the async runtime", e))?;
+    runtime.block_on(async move {
+        if args.discover {
+            let catalog = tap.discover().await?;
+            let mut out = out;
+            let text = serde_json::to_string_pretty(&catalog).unwrap_or_default();
+            out.write_all(text.as_bytes()).map_err(SdkError::stdout)?;
+            out.write_all(b"\n").map_err(SdkError::stdout)?;
+            return out.flush().map_err(SdkError::stdout);
+        }
+        let catalog = match catalog {
+            Some(c) => c,
+            None => tap.discover().await?,
+        };
+        let mut ctx = TapContext::new(out, state);
+        let started = Instant::now();
+        let result = tap.sync(&mut ctx, catalog).await;
+        ctx.flush()?;
+        let mut tags = serde_json::Map::new();
+        tags.insert("job_type".into(), Value::from("sync"));
+        let status = if result.is_ok() { "succeeded" } else { "failed" };
+        tags.insert("status".into(), Value::from(status));
+        Metric::timer(metrics::JOB_DURATION, started.elapsed(), tags).emit();
+        result
+    })
+}
+
+pub(crate) fn print_about(
+    about: About,
+    format: AboutFormat,
+    mut out: Box<dyn Write + Send>,
+) -> Result<(), SdkError> {
+    let text = match format {
+        AboutFormat::Json => about.to_json(),
+        AboutFormat::Markdown => about.to_markdown(),
+    };
+    out.write_all(text.as_bytes()).map_err(SdkError::stdout)?;
+    out.write_all(b"\n").map_err(SdkError::stdout)?;
+    out.flush().map_err(SdkError::stdout)
+}
