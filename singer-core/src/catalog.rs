@@ -168,12 +168,16 @@ impl Catalog {
 
     /// The stream with this tap_stream_id.
     pub fn stream(&self, tap_stream_id: &str) -> Option<&CatalogEntry> {
-        self.streams.iter().find(|s| s.tap_stream_id == tap_stream_id)
+        self.streams
+            .iter()
+            .find(|s| s.tap_stream_id == tap_stream_id)
     }
 
     /// The stream with this tap_stream_id, mutably.
     pub fn stream_mut(&mut self, tap_stream_id: &str) -> Option<&mut CatalogEntry> {
-        self.streams.iter_mut().find(|s| s.tap_stream_id == tap_stream_id)
+        self.streams
+            .iter_mut()
+            .find(|s| s.tap_stream_id == tap_stream_id)
     }
 
     /// The selected streams, in catalog order.
@@ -209,16 +213,23 @@ impl CatalogEntry {
     pub fn metadata_at(&self, breadcrumb: &[&str]) -> Option<&Map<String, Value>> {
         self.metadata
             .iter()
-            .find(|m| m.breadcrumb.iter().map(String::as_str).eq(breadcrumb.iter().copied()))
+            .find(|m| {
+                m.breadcrumb
+                    .iter()
+                    .map(String::as_str)
+                    .eq(breadcrumb.iter().copied())
+            })
             .map(|m| &m.metadata)
     }
 
     /// The metadata of a breadcrumb, created if absent.
     pub fn metadata_at_mut(&mut self, breadcrumb: &[&str]) -> &mut Map<String, Value> {
-        let pos = self
-            .metadata
-            .iter()
-            .position(|m| m.breadcrumb.iter().map(String::as_str).eq(breadcrumb.iter().copied()));
+        let pos = self.metadata.iter().position(|m| {
+            m.breadcrumb
+                .iter()
+                .map(String::as_str)
+                .eq(breadcrumb.iter().copied())
+        });
         let idx = match pos {
             Some(i) => i,
             None => {
@@ -244,7 +255,8 @@ impl CatalogEntry {
 
     /// Sets a property-level metadata key.
     pub fn set_property_metadata(&mut self, property: &str, key: &str, value: Value) {
-        self.metadata_at_mut(&property_breadcrumb(property)).insert(key.to_string(), value);
+        self.metadata_at_mut(&property_breadcrumb(property))
+            .insert(key.to_string(), value);
     }
 
     fn stream_meta_str(&self, key: &str) -> Option<&str> {
@@ -257,7 +269,11 @@ impl CatalogEntry {
         let meta = self.stream_metadata();
         let from_meta = |key: &str| -> Option<Vec<String>> {
             let list = meta?.get(key)?.as_array()?;
-            Some(list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            Some(
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            )
         };
         from_meta("view-key-properties")
             .filter(|k| !k.is_empty())
@@ -276,7 +292,8 @@ impl CatalogEntry {
 
     /// The replication key chosen by the user (or the legacy top-level one).
     pub fn replication_key(&self) -> Option<&str> {
-        self.stream_meta_str("replication-key").or(self.replication_key.as_deref())
+        self.stream_meta_str("replication-key")
+            .or(self.replication_key.as_deref())
     }
 
     /// The database (or schema) name of the source.
@@ -304,7 +321,10 @@ impl CatalogEntry {
     /// The inclusion of a top-level property (`available` when unspecified).
     pub fn inclusion(&self, property: &str) -> Inclusion {
         let meta = self.metadata_at(&property_breadcrumb(property));
-        match meta.and_then(|m| m.get("inclusion")).and_then(Value::as_str) {
+        match meta
+            .and_then(|m| m.get("inclusion"))
+            .and_then(Value::as_str)
+        {
             Some("automatic") => Inclusion::Automatic,
             Some("unsupported") => Inclusion::Unsupported,
             _ => Inclusion::Available,
@@ -321,7 +341,8 @@ impl CatalogEntry {
         if inclusion == Inclusion::Unsupported {
             return false;
         }
-        if inclusion == Inclusion::Automatic || self.key_properties().iter().any(|k| k == property) {
+        if inclusion == Inclusion::Automatic || self.key_properties().iter().any(|k| k == property)
+        {
             return true;
         }
         if self.replication_key() == Some(property) {
@@ -338,8 +359,14 @@ impl CatalogEntry {
 
     /// The selected top-level properties, in schema order.
     pub fn selected_properties(&self) -> Vec<String> {
-        let Some(Value::Object(props)) = self.schema.get("properties") else { return Vec::new() };
-        props.keys().filter(|p| self.is_property_selected(p)).cloned().collect()
+        let Some(Value::Object(props)) = self.schema.get("properties") else {
+            return Vec::new();
+        };
+        props
+            .keys()
+            .filter(|p| self.is_property_selected(p))
+            .cloned()
+            .collect()
     }
 
     /// The schema restricted to the selected properties (what the tap emits in SCHEMA).
@@ -433,6 +460,9 @@ mod tests {
             {"tap_stream_id": "x", "stream": "x", "schema": {}},
             {"tap_stream_id": "x", "stream": "x", "schema": {}}]}))
         .unwrap();
-        assert!(matches!(c.normalized(), Err(CatalogError::DuplicateStream(_))));
+        assert!(matches!(
+            c.normalized(),
+            Err(CatalogError::DuplicateStream(_))
+        ));
     }
 }

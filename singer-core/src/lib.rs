@@ -19,6 +19,7 @@
 //! vector in `specs/conformance/` that this crate's tests run.
 
 pub mod catalog;
+pub mod check;
 pub mod error;
 pub mod io;
 pub mod message;

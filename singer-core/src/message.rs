@@ -106,6 +106,11 @@ pub struct BatchEncoding {
     pub compression: Option<String>,
 }
 
+/// Formats a BATCH may name.
+pub const BATCH_FORMATS: [&str; 3] = ["jsonl", "parquet", "arrow"];
+/// Compressions a BATCH may name.
+pub const BATCH_COMPRESSIONS: [&str; 3] = ["gzip", "zstd", "none"];
+
 /// The kind of a message, after case-insensitive matching of its `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageKind {
@@ -131,7 +136,10 @@ impl MessageKind {
             ("ACTIVATE_VERSION", MessageKind::ActivateVersion),
             ("BATCH", MessageKind::Batch),
         ];
-        KINDS.iter().find(|(name, _)| name.eq_ignore_ascii_case(ty)).map(|(_, k)| *k)
+        KINDS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(ty))
+            .map(|(_, k)| *k)
     }
 
     /// The canonical upper-case name.
@@ -236,18 +244,25 @@ pub enum MessageRef<'a> {
 }
 
 /// Every member the hot path looks at, still as raw JSON.
+///
+/// A member that is present is `Some`, even when it is `null` (so `"record": null` is a wrong
+/// type, not a missing member).
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "present")]
     ty: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     stream: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     record: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     version: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     time_extracted: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 fn first_non_ws(line: &[u8]) -> Option<u8> {
@@ -270,28 +285,35 @@ fn raw_string<'a>(
 ) -> Result<Cow<'a, str>, ParseError> {
     let text = raw.get();
     if !text.starts_with('"') {
-        return Err(ParseError::WrongFieldType { kind, field, expected: "a string" });
+        return Err(ParseError::WrongFieldType {
+            kind,
+            field,
+            expected: "a string",
+        });
     }
     // Fast path: no escapes, so the text between the quotes is the value.
     let inner = &text[1..text.len() - 1];
     if !inner.contains('\\') {
         return Ok(Cow::Borrowed(inner));
     }
-    serde_json::from_str::<String>(text).map(Cow::Owned).map_err(ParseError::MalformedJson)
+    serde_json::from_str::<String>(text)
+        .map(Cow::Owned)
+        .map_err(ParseError::MalformedJson)
 }
 
-fn raw_version(
-    raw: Option<&RawValue>,
-    kind: &'static str,
-) -> Result<Option<i64>, ParseError> {
+fn raw_version(raw: Option<&RawValue>, kind: &'static str) -> Result<Option<i64>, ParseError> {
     match raw {
         None => Ok(None),
         Some(r) if r.get() == "null" => Ok(None),
-        Some(r) => r.get().parse::<i64>().map(Some).map_err(|_| ParseError::WrongFieldType {
-            kind,
-            field: "version",
-            expected: "an integer",
-        }),
+        Some(r) => r
+            .get()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ParseError::WrongFieldType {
+                kind,
+                field: "version",
+                expected: "an integer",
+            }),
     }
 }
 
@@ -320,7 +342,11 @@ pub fn parse_line(line: &[u8]) -> Result<MessageRef<'_>, ParseError> {
     let stream = raw_string(env.stream.ok_or(missing(K, "stream"))?, K, "stream")?;
     let record = env.record.ok_or(missing(K, "record"))?;
     if !record.get().starts_with('{') {
-        return Err(ParseError::WrongFieldType { kind: K, field: "record", expected: "an object" });
+        return Err(ParseError::WrongFieldType {
+            kind: K,
+            field: "record",
+            expected: "an object",
+        });
     }
     let version = raw_version(env.version, K)?;
     let time_extracted = match env.time_extracted {
@@ -328,7 +354,12 @@ pub fn parse_line(line: &[u8]) -> Result<MessageRef<'_>, ParseError> {
         Some(r) if r.get() == "null" => None,
         Some(r) => Some(raw_string(r, K, "time_extracted")?),
     };
-    Ok(MessageRef::Record(RecordRef { stream, record, version, time_extracted }))
+    Ok(MessageRef::Record(RecordRef {
+        stream,
+        record,
+        version,
+        time_extracted,
+    }))
 }
 
 fn missing(kind: &'static str, field: &'static str) -> ParseError {
@@ -360,9 +391,10 @@ impl Fields {
         match self.map.remove("version") {
             None | Some(Value::Null) if !required => Ok(None),
             None | Some(Value::Null) => Err(missing(self.kind, "version")),
-            Some(Value::Number(n)) => {
-                n.as_i64().map(Some).ok_or_else(|| self.wrong("version", "an integer"))
-            }
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.wrong("version", "an integer")),
             Some(_) => Err(self.wrong("version", "an integer")),
         }
     }
@@ -381,14 +413,21 @@ impl Fields {
     }
 
     fn wrong(&self, field: &'static str, expected: &'static str) -> ParseError {
-        ParseError::WrongFieldType { kind: self.kind, field, expected }
+        ParseError::WrongFieldType {
+            kind: self.kind,
+            field,
+            expected,
+        }
     }
 }
 
 fn parse_other(line: &[u8], kind: MessageKind) -> Result<Message, ParseError> {
     let map: Map<String, Value> =
         serde_json::from_slice(line).map_err(|e| classify_non_object(line, e))?;
-    let mut f = Fields { kind: kind.as_str(), map };
+    let mut f = Fields {
+        kind: kind.as_str(),
+        map,
+    };
     Ok(match kind {
         MessageKind::Record => {
             let stream = f.string("stream")?;
@@ -402,7 +441,12 @@ fn parse_other(line: &[u8], kind: MessageKind) -> Result<Message, ParseError> {
                 Some(Value::String(s)) => Some(s),
                 Some(_) => return Err(f.wrong("time_extracted", "a string")),
             };
-            Message::Record(RecordMessage { stream, record, version, time_extracted })
+            Message::Record(RecordMessage {
+                stream,
+                record,
+                version,
+                time_extracted,
+            })
         }
         MessageKind::Schema => {
             let stream = f.string("stream")?;
@@ -417,9 +461,16 @@ fn parse_other(line: &[u8], kind: MessageKind) -> Result<Message, ParseError> {
                 Some(Value::String(s)) => Some(vec![s]),
                 Some(v) => Some(f.string_list("bookmark_properties", v)?),
             };
-            Message::Schema(SchemaMessage { stream, schema, key_properties, bookmark_properties })
+            Message::Schema(SchemaMessage {
+                stream,
+                schema,
+                key_properties,
+                bookmark_properties,
+            })
         }
-        MessageKind::State => Message::State(StateMessage { value: f.take("value")? }),
+        MessageKind::State => Message::State(StateMessage {
+            value: f.take("value")?,
+        }),
         MessageKind::ActivateVersion => {
             let stream = f.string("stream")?;
             let version = f.version(true)?.ok_or(missing(f.kind, "version"))?;
@@ -429,10 +480,23 @@ fn parse_other(line: &[u8], kind: MessageKind) -> Result<Message, ParseError> {
             let stream = f.string("stream")?;
             let encoding: BatchEncoding = serde_json::from_value(f.take("encoding")?)
                 .map_err(|_| f.wrong("encoding", "an object with `format`"))?;
+            if !BATCH_FORMATS.contains(&encoding.format.as_str()) {
+                return Err(f.wrong("encoding", "format jsonl, parquet or arrow"));
+            }
+            if let Some(c) = &encoding.compression
+                && !BATCH_COMPRESSIONS.contains(&c.as_str())
+            {
+                return Err(f.wrong("encoding", "compression gzip, zstd or none"));
+            }
             let manifest = f.take("manifest")?;
             let manifest = f.string_list("manifest", manifest)?;
             let version = f.version(false)?;
-            Message::Batch(BatchMessage { stream, encoding, manifest, version })
+            Message::Batch(BatchMessage {
+                stream,
+                encoding,
+                manifest,
+                version,
+            })
         }
     })
 }
@@ -483,7 +547,9 @@ mod tests {
     #[test]
     fn record_fast_path_borrows() {
         let line = br#"{"type":"record","stream":"s","record":{"a":1.50},"version":7}"#;
-        let MessageRef::Record(r) = parse_line(line).unwrap() else { panic!("not a record") };
+        let MessageRef::Record(r) = parse_line(line).unwrap() else {
+            panic!("not a record")
+        };
         assert!(matches!(r.stream, Cow::Borrowed("s")));
         assert_eq!(r.record.get(), r#"{"a":1.50}"#);
         assert_eq!(r.version, Some(7));
@@ -503,20 +569,34 @@ mod tests {
         assert_eq!(kind("[1,2]"), "not_an_object");
         assert_eq!(kind("{\"stream\":\"s\"}"), "missing_type");
         assert_eq!(kind(r#"{"type":"RECORD","record":{}}"#), "missing_field");
-        assert_eq!(kind(r#"{"type":"RECORD","stream":1,"record":{}}"#), "wrong_field_type");
-        assert_eq!(kind(r#"{"type":"SCHEMA","stream":"s","schema":{}}"#), "missing_field");
-        assert_eq!(kind(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":"1"}"#), "wrong_field_type");
+        assert_eq!(
+            kind(r#"{"type":"RECORD","stream":1,"record":{}}"#),
+            "wrong_field_type"
+        );
+        assert_eq!(
+            kind(r#"{"type":"SCHEMA","stream":"s","schema":{}}"#),
+            "missing_field"
+        );
+        assert_eq!(
+            kind(r#"{"type":"ACTIVATE_VERSION","stream":"s","version":"1"}"#),
+            "wrong_field_type"
+        );
     }
 
     #[test]
     fn unknown_type_is_not_an_error() {
-        assert!(matches!(parse_line(br#"{"type":"TRACE"}"#).unwrap(), MessageRef::Unknown(_)));
+        assert!(matches!(
+            parse_line(br#"{"type":"TRACE"}"#).unwrap(),
+            MessageRef::Unknown(_)
+        ));
     }
 
     #[test]
     fn bookmark_properties_accepts_a_string() {
         let line = br#"{"type":"Schema","stream":"s","schema":{"properties":{}},"key_properties":[],"bookmark_properties":"u"}"#;
-        let Some(Message::Schema(s)) = Message::parse(line).unwrap() else { panic!() };
+        let Some(Message::Schema(s)) = Message::parse(line).unwrap() else {
+            panic!()
+        };
         assert_eq!(s.bookmark_properties, Some(vec!["u".to_string()]));
     }
 }

@@ -43,19 +43,32 @@ pub struct Metric {
 impl Metric {
     /// A counter point.
     pub fn counter(metric: &'static str, value: u64, tags: Map<String, Value>) -> Self {
-        Self { kind: MetricType::Counter, metric, value: Value::from(value), tags }
+        Self {
+            kind: MetricType::Counter,
+            metric,
+            value: Value::from(value),
+            tags,
+        }
     }
 
     /// A timer point.
     pub fn timer(metric: &'static str, elapsed: Duration, tags: Map<String, Value>) -> Self {
         let secs = elapsed.as_secs_f64();
         let value = serde_json::Number::from_f64(secs).map_or(Value::Null, Value::Number);
-        Self { kind: MetricType::Timer, metric, value, tags }
+        Self {
+            kind: MetricType::Timer,
+            metric,
+            value,
+            tags,
+        }
     }
 
     /// The `INFO METRIC: ...` line.
     pub fn to_line(&self) -> String {
-        format!("INFO METRIC: {}", serde_json::to_string(self).unwrap_or_default())
+        format!(
+            "INFO METRIC: {}",
+            serde_json::to_string(self).unwrap_or_default()
+        )
     }
 
     /// Writes the line to stderr (errors are ignored: metrics never fail a run).
@@ -86,7 +99,13 @@ pub struct RecordCounter {
 impl RecordCounter {
     /// A counter for `stream` that emits every `interval`.
     pub fn new(stream: &str, interval: Duration) -> Self {
-        Self { stream: stream.to_string(), pending: 0, total: 0, last: Instant::now(), interval }
+        Self {
+            stream: stream.to_string(),
+            pending: 0,
+            total: 0,
+            last: Instant::now(),
+            interval,
+        }
     }
 
     /// Adds `n` records and emits if the interval has passed.

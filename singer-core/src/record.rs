@@ -92,7 +92,8 @@ mod tests {
 
     #[test]
     fn borrows_members() {
-        let raw: &RawValue = serde_json::from_str(r#"{"id":1,"n\u0041me":"x","o":{"a":[1]},"z":null}"#).unwrap();
+        let raw: &RawValue =
+            serde_json::from_str(r#"{"id":1,"n\u0041me":"x","o":{"a":[1]},"z":null}"#).unwrap();
         let f = RawFields::parse(raw).unwrap();
         assert_eq!(f.get("id").unwrap().get(), "1");
         assert_eq!(f.get("nAme").unwrap().get(), "\"x\"");

@@ -152,19 +152,25 @@ impl StreamSchema {
         schema: &Value,
         key_properties: &[String],
     ) -> Result<Self, SchemaError> {
-        let obj = schema
-            .as_object()
-            .ok_or_else(|| SchemaError::NotAnObject { stream: stream.to_string() })?;
+        let obj = schema.as_object().ok_or_else(|| SchemaError::NotAnObject {
+            stream: stream.to_string(),
+        })?;
         let types = type_names(obj);
         if !types.is_empty() && !types.iter().any(|t| t == "object") {
-            return Err(SchemaError::NotAnObject { stream: stream.to_string() });
+            return Err(SchemaError::NotAnObject {
+                stream: stream.to_string(),
+            });
         }
         let Some(Value::Object(props)) = obj.get("properties") else {
-            return Err(SchemaError::NoProperties { stream: stream.to_string() });
+            return Err(SchemaError::NoProperties {
+                stream: stream.to_string(),
+            });
         };
         let ctx = Ctx { root: schema };
-        let properties: Vec<Property> =
-            props.iter().map(|(name, s)| ctx.property(name, s, 0)).collect();
+        let properties: Vec<Property> = props
+            .iter()
+            .map(|(name, s)| ctx.property(name, s, 0))
+            .collect();
         for key in key_properties {
             if !properties.iter().any(|p| &p.name == key) {
                 return Err(SchemaError::UnknownKey {
@@ -173,7 +179,11 @@ impl StreamSchema {
                 });
             }
         }
-        Ok(Self { stream: stream.to_string(), properties, key_properties: key_properties.to_vec() })
+        Ok(Self {
+            stream: stream.to_string(),
+            properties,
+            key_properties: key_properties.to_vec(),
+        })
     }
 
     /// The property with this name.
@@ -185,7 +195,10 @@ impl StreamSchema {
 fn type_names(obj: &Map<String, Value>) -> Vec<String> {
     match obj.get("type") {
         Some(Value::String(t)) => vec![t.clone()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -210,7 +223,9 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn resolve<'v>(&'v self, schema: &'v Value, depth: usize) -> Option<&'v Value> {
         let reference = schema.get("$ref").and_then(Value::as_str);
-        let Some(reference) = reference else { return Some(schema) };
+        let Some(reference) = reference else {
+            return Some(schema);
+        };
         if depth >= MAX_REF_DEPTH {
             return None;
         }
@@ -221,15 +236,26 @@ impl Ctx<'_> {
 
     fn property(&self, name: &str, schema: &Value, depth: usize) -> Property {
         let (ty, nullable) = self.type_of(schema, depth);
-        let sql_datatype =
-            schema.get("x-sql-datatype").and_then(Value::as_str).map(str::to_string);
-        Property { name: name.to_string(), ty, nullable, sql_datatype }
+        let sql_datatype = schema
+            .get("x-sql-datatype")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Property {
+            name: name.to_string(),
+            ty,
+            nullable,
+            sql_datatype,
+        }
     }
 
     /// The type of a schema node and whether it admits null.
     fn type_of(&self, schema: &Value, depth: usize) -> (JsonType, bool) {
-        let Some(resolved) = self.resolve(schema, depth) else { return (JsonType::Untyped, true) };
-        let Some(obj) = resolved.as_object() else { return (JsonType::Untyped, true) };
+        let Some(resolved) = self.resolve(schema, depth) else {
+            return (JsonType::Untyped, true);
+        };
+        let Some(obj) = resolved.as_object() else {
+            return (JsonType::Untyped, true);
+        };
         if depth > MAX_REF_DEPTH {
             return (JsonType::Untyped, true);
         }
@@ -288,13 +314,13 @@ impl Ctx<'_> {
                     other => StringFormat::Other(other.to_string()),
                 });
                 let content_encoding =
-                    obj.get("contentEncoding").and_then(Value::as_str).and_then(|e| {
-                        match e.to_ascii_lowercase().as_str() {
+                    obj.get("contentEncoding")
+                        .and_then(Value::as_str)
+                        .and_then(|e| match e.to_ascii_lowercase().as_str() {
                             "base16" | "hex" => Some(ContentEncoding::Base16),
                             "base64" => Some(ContentEncoding::Base64),
                             _ => None,
-                        }
-                    });
+                        });
                 let max_length = obj.get("maxLength").and_then(Value::as_u64);
                 let min_length = obj.get("minLength").and_then(Value::as_u64);
                 JsonType::String {
@@ -306,9 +332,10 @@ impl Ctx<'_> {
             }
             "object" => self.object(obj, depth),
             "array" => JsonType::Array {
-                items: obj.get("items").filter(|i| i.is_object()).map(|i| {
-                    Box::new(self.property("items", i, depth + 1))
-                }),
+                items: obj
+                    .get("items")
+                    .filter(|i| i.is_object())
+                    .map(|i| Box::new(self.property("items", i, depth + 1))),
             },
             _ => JsonType::Untyped,
         }
@@ -316,9 +343,11 @@ impl Ctx<'_> {
 
     fn object(&self, obj: &Map<String, Value>, depth: usize) -> JsonType {
         let properties = match obj.get("properties") {
-            Some(Value::Object(p)) if !p.is_empty() => {
-                Some(p.iter().map(|(n, s)| self.property(n, s, depth + 1)).collect())
-            }
+            Some(Value::Object(p)) if !p.is_empty() => Some(
+                p.iter()
+                    .map(|(n, s)| self.property(n, s, depth + 1))
+                    .collect(),
+            ),
             _ => None,
         };
         JsonType::Object { properties }
@@ -354,7 +383,13 @@ fn collapse(mut types: Vec<JsonType>) -> JsonType {
 impl JsonType {
     /// For a number with a power-of-ten `multipleOf` (`0.01`), the decimal scale (`2`).
     pub fn decimal_scale(&self) -> Option<u32> {
-        let JsonType::Number { multiple_of: Some(m), .. } = self else { return None };
+        let JsonType::Number {
+            multiple_of: Some(m),
+            ..
+        } = self
+        else {
+            return None;
+        };
         scale_of_power_of_ten(&m.to_string())
     }
 }
@@ -406,16 +441,31 @@ mod tests {
         }});
         let s = StreamSchema::compile("s", &schema, &["id".to_string()]).unwrap();
         let p = |n: &str| s.property(n).unwrap().clone();
-        assert!(matches!(p("id").ty, JsonType::Integer { maximum: Some(_), .. }));
+        assert!(matches!(
+            p("id").ty,
+            JsonType::Integer {
+                maximum: Some(_),
+                ..
+            }
+        ));
         assert!(!p("id").nullable);
         assert!(p("price").nullable);
         assert_eq!(p("price").ty.decimal_scale(), Some(2));
         assert!(p("at").nullable);
-        assert!(matches!(p("at").ty, JsonType::String { format: Some(StringFormat::DateTime), .. }));
+        assert!(matches!(
+            p("at").ty,
+            JsonType::String {
+                format: Some(StringFormat::DateTime),
+                ..
+            }
+        ));
         assert!(matches!(p("mixed").ty, JsonType::Union(ref v) if v.len() == 2));
         assert!(matches!(
             p("blob").ty,
-            JsonType::String { content_encoding: Some(ContentEncoding::Base64), .. }
+            JsonType::String {
+                content_encoding: Some(ContentEncoding::Base64),
+                ..
+            }
         ));
         assert_eq!(p("any").ty, JsonType::Untyped);
         assert!(matches!(p("tags").ty, JsonType::Array { items: Some(_) }));
@@ -425,7 +475,9 @@ mod tests {
     #[test]
     fn rejects_non_object_schemas() {
         assert!(StreamSchema::compile("s", &json!({"type": "object"}), &[]).is_err());
-        assert!(StreamSchema::compile("s", &json!({"type": "string", "properties": {}}), &[]).is_err());
+        assert!(
+            StreamSchema::compile("s", &json!({"type": "string", "properties": {}}), &[]).is_err()
+        );
         let e = StreamSchema::compile("s", &json!({"properties": {"a": {}}}), &["b".into()]);
         assert!(matches!(e, Err(SchemaError::UnknownKey { .. })));
     }

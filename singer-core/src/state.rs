@@ -50,7 +50,9 @@ impl State {
 
     /// Validates and wraps a state value.
     pub fn from_value(value: Value) -> Result<Self, StateError> {
-        let Value::Object(map) = value else { return Err(StateError::NotAnObject) };
+        let Value::Object(map) = value else {
+            return Err(StateError::NotAnObject);
+        };
         match map.get(BOOKMARKS) {
             None | Some(Value::Null) => {}
             Some(Value::Object(b)) if b.values().all(|v| v.is_object() || v.is_null()) => {}
@@ -95,13 +97,16 @@ impl State {
 
     /// Sets one bookmark value of a stream, creating the stream's bookmark if needed.
     pub fn set_bookmark_value(&mut self, tap_stream_id: &str, key: &str, value: Value) {
-        self.bookmark_mut(tap_stream_id).insert(key.to_string(), value);
+        self.bookmark_mut(tap_stream_id)
+            .insert(key.to_string(), value);
     }
 
     /// Removes one bookmark value of a stream.
     pub fn clear_bookmark_value(&mut self, tap_stream_id: &str, key: &str) {
-        if let Some(Value::Object(b)) =
-            self.0.get_mut(BOOKMARKS).and_then(|b| b.get_mut(tap_stream_id))
+        if let Some(Value::Object(b)) = self
+            .0
+            .get_mut(BOOKMARKS)
+            .and_then(|b| b.get_mut(tap_stream_id))
         {
             b.remove(key);
         }
@@ -109,18 +114,25 @@ impl State {
 
     /// The mutable bookmark object of a stream, created if absent.
     pub fn bookmark_mut(&mut self, tap_stream_id: &str) -> &mut Map<String, Value> {
-        let bookmarks = self.0.entry(BOOKMARKS).or_insert_with(|| Value::Object(Map::new()));
+        let bookmarks = self
+            .0
+            .entry(BOOKMARKS)
+            .or_insert_with(|| Value::Object(Map::new()));
         if !bookmarks.is_object() {
             *bookmarks = Value::Object(Map::new());
         }
-        let Value::Object(bookmarks) = bookmarks else { unreachable!("just made an object") };
+        let Value::Object(bookmarks) = bookmarks else {
+            unreachable!("just made an object")
+        };
         let entry = bookmarks
             .entry(tap_stream_id.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
-        let Value::Object(entry) = entry else { unreachable!("just made an object") };
+        let Value::Object(entry) = entry else {
+            unreachable!("just made an object")
+        };
         entry
     }
 
@@ -150,7 +162,10 @@ impl State {
         for (k, v) in &newer.0 {
             match (k.as_str(), v) {
                 (BOOKMARKS, Value::Object(nb)) => {
-                    let target = self.0.entry(BOOKMARKS).or_insert_with(|| Value::Object(Map::new()));
+                    let target = self
+                        .0
+                        .entry(BOOKMARKS)
+                        .or_insert_with(|| Value::Object(Map::new()));
                     match target {
                         Value::Object(tb) => {
                             for (stream, b) in nb {

@@ -46,13 +46,20 @@ impl RecordValidator {
     /// Compiles the schema of `stream`.
     pub fn new(stream: &str, schema: &Value) -> Result<Self, InvalidSchema> {
         let built = if schema.get("$schema").is_some() {
-            jsonschema::options().should_validate_formats(true).build(schema)
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(schema)
         } else {
-            jsonschema::draft4::options().should_validate_formats(true).build(schema)
+            jsonschema::draft4::options()
+                .should_validate_formats(true)
+                .build(schema)
         };
         built
             .map(|inner| Self { inner })
-            .map_err(|e| InvalidSchema { stream: stream.to_string(), message: e.to_string() })
+            .map_err(|e| InvalidSchema {
+                stream: stream.to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// Validates one record; the error names the first offending path.
@@ -85,14 +92,16 @@ mod tests {
 
     #[test]
     fn tiny_multiple_of_is_exact() {
-        let schema = json!({"type": "object", "properties": {"d": {"type": "number", "multipleOf": 1e-30}}});
+        let schema =
+            json!({"type": "object", "properties": {"d": {"type": "number", "multipleOf": 1e-30}}});
         let v = RecordValidator::new("s", &schema).unwrap();
         let ok: Value = serde_json::from_str(
             r#"{"d": 12345678901234567890123456789012345.123456789012345678901234567890}"#,
         )
         .unwrap();
         v.validate("s", &ok).unwrap();
-        let bad: Value = serde_json::from_str(r#"{"d": 0.0000000000000000000000000000001}"#).unwrap();
+        let bad: Value =
+            serde_json::from_str(r#"{"d": 0.0000000000000000000000000000001}"#).unwrap();
         assert!(v.validate("s", &bad).is_err());
     }
 
@@ -100,7 +109,9 @@ mod tests {
     fn error_names_path_not_value() {
         let schema = json!({"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}});
         let v = RecordValidator::new("s", &schema).unwrap();
-        let e = v.validate("s", &json!({"at": "secret-not-a-date"})).unwrap_err();
+        let e = v
+            .validate("s", &json!({"at": "secret-not-a-date"}))
+            .unwrap_err();
         assert_eq!(e.path, "/at");
         assert!(!e.to_string().contains("secret"), "{e}");
     }

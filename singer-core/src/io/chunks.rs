@@ -22,14 +22,15 @@ impl Chunk {
     /// Iterates over the non-blank lines of the chunk, with their line numbers.
     pub fn lines(&self) -> impl Iterator<Item = Line<'_>> {
         let mut number = self.first_line;
-        self.data
-            .split(|b| *b == b'\n')
-            .filter_map(move |raw| {
-                let n = number;
-                number += 1;
-                let (s, e) = trim_bounds(raw);
-                (s < e).then(|| Line { number: n, bytes: &raw[s..e] })
+        self.data.split(|b| *b == b'\n').filter_map(move |raw| {
+            let n = number;
+            number += 1;
+            let (s, e) = trim_bounds(raw);
+            (s < e).then(|| Line {
+                number: n,
+                bytes: &raw[s..e],
             })
+        })
     }
 
     /// The size of the chunk in bytes.
@@ -68,7 +69,10 @@ impl ChunkReader {
             .name("singer-reader".into())
             .spawn(move || read_loop(input, max_line, chunk_bytes, tx))
             .unwrap_or_else(|e| panic!("cannot start the input reader thread: {e}"));
-        Self { rx, _thread: thread }
+        Self {
+            rx,
+            _thread: thread,
+        }
     }
 
     /// Waits up to `timeout` for the next chunk.
@@ -102,17 +106,22 @@ fn read_loop<R: Read>(
         };
         if n == 0 {
             if !pending.is_empty() {
-                let _ = tx.send(Ok(Chunk { first_line: line, data: pending }));
+                let _ = tx.send(Ok(Chunk {
+                    first_line: line,
+                    data: pending,
+                }));
             }
             return;
         }
         let old_len = pending.len();
         pending.extend_from_slice(&scratch[..n]);
-        let Some(last_nl) = memchr::memrchr(b'\n', &pending[old_len..]).map(|i| i + old_len)
-        else {
+        let Some(last_nl) = memchr::memrchr(b'\n', &pending[old_len..]).map(|i| i + old_len) else {
             // No complete line yet: the whole pending buffer is one unfinished line.
             if pending.len() > max_line.saturating_add(2) {
-                let _ = tx.send(Err(ReadError::LineTooLong { line, limit: max_line }));
+                let _ = tx.send(Err(ReadError::LineTooLong {
+                    line,
+                    limit: max_line,
+                }));
                 return;
             }
             continue;
@@ -124,7 +133,10 @@ fn read_loop<R: Read>(
         let rest = pending.split_off(last_nl + 1);
         let data = std::mem::replace(&mut pending, rest);
         if let Some(bad) = long_line(&data, max_line) {
-            let _ = tx.send(Err(ReadError::LineTooLong { line: line + bad, limit: max_line }));
+            let _ = tx.send(Err(ReadError::LineTooLong {
+                line: line + bad,
+                limit: max_line,
+            }));
             return;
         }
         let first_line = line;
@@ -146,7 +158,11 @@ fn long_line(data: &[u8], max: usize) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn collect(input: &'static [u8], max: usize, chunk: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+    fn collect(
+        input: &'static [u8],
+        max: usize,
+        chunk: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
         let r = ChunkReader::spawn(input, max, chunk);
         let mut out = vec![];
         loop {
@@ -161,14 +177,21 @@ mod tests {
     #[test]
     fn lines_keep_their_numbers_across_chunks() {
         let got = collect(b"a\n\nbb\r\nccc\nd", 100, 4096).unwrap();
-        let want: Vec<(u64, Vec<u8>)> =
-            vec![(1, b"a".to_vec()), (3, b"bb".to_vec()), (4, b"ccc".to_vec()), (5, b"d".to_vec())];
+        let want: Vec<(u64, Vec<u8>)> = vec![
+            (1, b"a".to_vec()),
+            (3, b"bb".to_vec()),
+            (4, b"ccc".to_vec()),
+            (5, b"d".to_vec()),
+        ];
         assert_eq!(got, want);
     }
 
     #[test]
     fn oversized_line_names_its_number() {
         let err = collect(b"ok\nthis line is too long\n", 5, 4096).unwrap_err();
-        assert!(matches!(err, ReadError::LineTooLong { line: 2, limit: 5 }), "{err}");
+        assert!(
+            matches!(err, ReadError::LineTooLong { line: 2, limit: 5 }),
+            "{err}"
+        );
     }
 }

@@ -60,7 +60,12 @@ impl<R: BufRead> LineReader<R> {
 
     /// A reader that rejects lines longer than `max` bytes.
     pub fn with_limit(inner: R, max: usize) -> Self {
-        Self { inner, buf: Vec::with_capacity(4096), line: 0, max }
+        Self {
+            inner,
+            buf: Vec::with_capacity(4096),
+            line: 0,
+            max,
+        }
     }
 
     /// The next non-blank line, or `None` at end of input.
@@ -73,7 +78,10 @@ impl<R: BufRead> LineReader<R> {
             }
             let (start, end) = trim_bounds(&self.buf);
             if start < end {
-                return Ok(Some(Line { number: self.line, bytes: &self.buf[start..end] }));
+                return Ok(Some(Line {
+                    number: self.line,
+                    bytes: &self.buf[start..end],
+                }));
             }
         }
     }
@@ -97,7 +105,10 @@ impl<R: BufRead> LineReader<R> {
             };
             // The terminator (`\r\n` at most) does not count against the limit.
             if self.buf.len() + take > self.max.saturating_add(2) {
-                return Err(ReadError::LineTooLong { line, limit: self.max });
+                return Err(ReadError::LineTooLong {
+                    line,
+                    limit: self.max,
+                });
             }
             self.buf.extend_from_slice(&available[..take]);
             self.inner.consume(take);
@@ -110,8 +121,14 @@ impl<R: BufRead> LineReader<R> {
 
 /// The bounds of `line` without its terminator and surrounding ASCII whitespace.
 pub(crate) fn trim_bounds(line: &[u8]) -> (usize, usize) {
-    let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
-    let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     (start, end)
 }
 
@@ -127,7 +144,10 @@ mod tests {
         while let Some(l) = r.next_line().unwrap() {
             seen.push((l.number, l.bytes.to_vec()));
         }
-        assert_eq!(seen, vec![(1, b"a".to_vec()), (4, b"b".to_vec()), (5, b"c".to_vec())]);
+        assert_eq!(
+            seen,
+            vec![(1, b"a".to_vec()), (4, b"b".to_vec()), (5, b"c".to_vec())]
+        );
     }
 
     #[test]
@@ -136,6 +156,9 @@ mod tests {
         let mut r = LineReader::with_limit(std::io::BufReader::with_capacity(4, input), 5);
         assert!(r.next_line().unwrap().is_some());
         let err = r.next_line().unwrap_err();
-        assert!(matches!(err, ReadError::LineTooLong { line: 2, limit: 5 }), "{err}");
+        assert!(
+            matches!(err, ReadError::LineTooLong { line: 2, limit: 5 }),
+            "{err}"
+        );
     }
 }

@@ -28,7 +28,9 @@ impl MessageWriter<io::Stdout> {
 impl<W: Write> MessageWriter<W> {
     /// Wraps any writer.
     pub fn new(out: W) -> Self {
-        Self { out: BufWriter::with_capacity(BUFFER_BYTES, out) }
+        Self {
+            out: BufWriter::with_capacity(BUFFER_BYTES, out),
+        }
     }
 
     /// Writes any message; flushes if it is a STATE.
@@ -104,9 +106,12 @@ mod tests {
     fn record_and_state_lines() {
         let mut w = MessageWriter::new(Vec::new());
         let rec = serde_json::json!({"id": 1});
-        w.write_record("users", &rec, Some(5), Some("2026-01-01T00:00:00Z")).unwrap();
-        w.write_message(&Message::State(StateMessage { value: serde_json::json!({"a": 1}) }))
+        w.write_record("users", &rec, Some(5), Some("2026-01-01T00:00:00Z"))
             .unwrap();
+        w.write_message(&Message::State(StateMessage {
+            value: serde_json::json!({"a": 1}),
+        }))
+        .unwrap();
         let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(
             out,

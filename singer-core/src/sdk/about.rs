@@ -46,7 +46,10 @@ impl About {
 
     /// Markdown with a settings table, as connector READMEs embed it.
     pub fn to_markdown(&self) -> String {
-        let mut out = format!("# {}\n\n{}\n\nVersion {} ({})\n\n", self.name, self.description, self.version, self.sdk_version);
+        let mut out = format!(
+            "# {}\n\n{}\n\nVersion {} ({})\n\n",
+            self.name, self.description, self.version, self.sdk_version
+        );
         out.push_str("## Capabilities\n\n");
         for c in &self.capabilities {
             out.push_str(&format!("- `{c}`\n"));
@@ -59,10 +62,19 @@ impl About {
         if let Some(props) = self.settings["properties"].as_object() {
             for (name, p) in props {
                 let ty = type_label(p);
-                let default = p.get("default").map(|d| format!("`{d}`")).unwrap_or_default();
+                let default = p
+                    .get("default")
+                    .map(|d| format!("`{d}`"))
+                    .unwrap_or_default();
                 let desc = p["description"].as_str().unwrap_or("").replace('\n', " ");
-                let req = if required.contains(&name.as_str()) { "yes" } else { "" };
-                out.push_str(&format!("| `{name}` | {ty} | {req} | {default} | {desc} |\n"));
+                let req = if required.contains(&name.as_str()) {
+                    "yes"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "| `{name}` | {ty} | {req} | {default} | {desc} |\n"
+                ));
             }
         }
         out
@@ -72,7 +84,12 @@ impl About {
 fn type_label(p: &Value) -> String {
     match &p["type"] {
         Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" or "),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join(" or "),
         _ => {
             if p.get("$ref").is_some() || p.get("anyOf").is_some() || p.get("allOf").is_some() {
                 "object".to_string()

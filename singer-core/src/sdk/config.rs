@@ -12,7 +12,10 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Value, SdkError> {
     let mut merged = Map::new();
     for path in paths {
         let Value::Object(obj) = read_json(path)? else {
-            return Err(SdkError::Config(format!("{} is not a JSON object", path.display())));
+            return Err(SdkError::Config(format!(
+                "{} is not a JSON object",
+                path.display()
+            )));
         };
         merged.extend(obj);
     }
@@ -73,7 +76,9 @@ mod tests {
         struct C {
             port: u16,
         }
-        let e = parse::<C>(serde_json::json!({"port": "hunter2"})).unwrap_err().to_string();
+        let e = parse::<C>(serde_json::json!({"port": "hunter2"}))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(e.contains("expected u16"), "{e}");
     }

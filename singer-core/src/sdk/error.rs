@@ -94,12 +94,20 @@ impl SdkError {
         E: StdError + Classify + Send + Sync + 'static,
     {
         let class = err.class();
-        SdkError::Connector { context: context.into(), source: Box::new(err), class }
+        SdkError::Connector {
+            context: context.into(),
+            source: Box::new(err),
+            class,
+        }
     }
 
     /// Wraps any error as fatal.
     pub fn fatal(context: impl Into<String>, err: impl Into<BoxError>) -> Self {
-        SdkError::Connector { context: context.into(), source: err.into(), class: ErrorClass::Fatal }
+        SdkError::Connector {
+            context: context.into(),
+            source: err.into(),
+            class: ErrorClass::Fatal,
+        }
     }
 
     /// Maps an I/O error on stdout, treating a closed pipe specially.

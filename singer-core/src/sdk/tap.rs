@@ -100,7 +100,9 @@ impl TapContext {
 
     /// Writes any SCHEMA message.
     pub fn write_schema_message(&mut self, msg: SchemaMessage) -> Result<(), SdkError> {
-        self.writer.write_message(&Message::Schema(msg)).map_err(SdkError::stdout)
+        self.writer
+            .write_message(&Message::Schema(msg))
+            .map_err(SdkError::stdout)
     }
 
     /// Writes one RECORD.
@@ -136,19 +138,27 @@ impl TapContext {
 
     /// Writes ACTIVATE_VERSION.
     pub fn write_activate_version(&mut self, stream: &str, version: i64) -> Result<(), SdkError> {
-        let msg = ActivateVersionMessage { stream: stream.to_string(), version };
-        self.writer.write_message(&Message::ActivateVersion(msg)).map_err(SdkError::stdout)
+        let msg = ActivateVersionMessage {
+            stream: stream.to_string(),
+            version,
+        };
+        self.writer
+            .write_message(&Message::ActivateVersion(msg))
+            .map_err(SdkError::stdout)
     }
 
     /// Writes the current state as a STATE message and flushes.
     pub fn write_state(&mut self) -> Result<(), SdkError> {
-        self.writer.write_state(&self.state.as_value()).map_err(SdkError::stdout)
+        self.writer
+            .write_state(&self.state.as_value())
+            .map_err(SdkError::stdout)
     }
 
     /// Marks a stream as being synced (`currently_syncing`) and starts its timer.
     pub fn begin_stream(&mut self, tap_stream_id: &str) {
         self.state.set_currently_syncing(Some(tap_stream_id));
-        self.timers.insert(tap_stream_id.to_string(), Instant::now());
+        self.timers
+            .insert(tap_stream_id.to_string(), Instant::now());
         tracing::info!(stream = tap_stream_id, "sync started");
     }
 
@@ -203,13 +213,16 @@ pub fn run_tap_with<T: Tap>(args: TapArgs, out: Box<dyn Write + Send>) -> Result
     let merged = config::merge_files(&args.common.config)?;
     let mut tap = T::new(config::parse(merged)?)?;
     let state = match &args.state {
-        Some(p) => State::from_file(p).map_err(|e| SdkError::Config(crate::error::chain_to_string(&e)))?,
+        Some(p) => {
+            State::from_file(p).map_err(|e| SdkError::Config(crate::error::chain_to_string(&e)))?
+        }
         None => State::new(),
     };
     let catalog_path = args.catalog.as_ref().or(args.properties.as_ref());
     let catalog = match catalog_path {
         Some(p) if !args.discover => Some(
-            Catalog::from_file(p).map_err(|e| SdkError::Config(crate::error::chain_to_string(&e)))?,
+            Catalog::from_file(p)
+                .map_err(|e| SdkError::Config(crate::error::chain_to_string(&e)))?,
         ),
         _ => None,
     };
@@ -237,7 +250,11 @@ pub fn run_tap_with<T: Tap>(args: TapArgs, out: Box<dyn Write + Send>) -> Result
         ctx.flush()?;
         let mut tags = serde_json::Map::new();
         tags.insert("job_type".into(), Value::from("sync"));
-        let status = if result.is_ok() { "succeeded" } else { "failed" };
+        let status = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
         tags.insert("status".into(), Value::from(status));
         Metric::timer(metrics::JOB_DURATION, started.elapsed(), tags).emit();
         result

@@ -17,25 +17,59 @@ pub(super) fn for_each_record(
     line: u64,
     mut f: impl FnMut(&RawValue) -> Result<(), SdkError>,
 ) -> Result<(), SdkError> {
-    let err = |what: String| SdkError::fatal(format!("line {line}: BATCH of stream `{}`", msg.stream), std::io::Error::other(what));
+    let err = |what: String| {
+        SdkError::fatal(
+            format!("line {line}: BATCH of stream `{}`", msg.stream),
+            std::io::Error::other(what),
+        )
+    };
     if !msg.encoding.format.eq_ignore_ascii_case("jsonl") {
-        return Err(err(format!("unsupported batch format `{}` (this target reads jsonl)", msg.encoding.format)));
+        return Err(err(format!(
+            "unsupported batch format `{}` (this target reads jsonl)",
+            msg.encoding.format
+        )));
     }
     for url in &msg.manifest {
-        let path = file_url_path(url).ok_or_else(|| err(format!("unsupported manifest URL `{url}` (only file:// URLs)")))?;
-        let file = File::open(&path).map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
-        let reader: Box<dyn Read> = match msg.encoding.compression.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let path = file_url_path(url).ok_or_else(|| {
+            err(format!(
+                "unsupported manifest URL `{url}` (only file:// URLs)"
+            ))
+        })?;
+        let file =
+            File::open(&path).map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+        let reader: Box<dyn Read> = match msg
+            .encoding
+            .compression
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("none") => Box::new(file),
             Some("gzip") => Box::new(flate2::read::MultiGzDecoder::new(file)),
-            Some("zstd") => Box::new(zstd::Decoder::new(file).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?),
+            Some("zstd") => Box::new(
+                zstd::Decoder::new(file)
+                    .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?,
+            ),
             Some(other) => return Err(err(format!("unsupported batch compression `{other}`"))),
         };
         let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, reader));
-        while let Some(l) = lines.next_line().map_err(|e| err(format!("{}: {e}", path.display())))? {
-            let raw: &RawValue = serde_json::from_slice(l.bytes)
-                .map_err(|e| err(format!("{} line {}: malformed JSON: {e}", path.display(), l.number)))?;
+        while let Some(l) = lines
+            .next_line()
+            .map_err(|e| err(format!("{}: {e}", path.display())))?
+        {
+            let raw: &RawValue = serde_json::from_slice(l.bytes).map_err(|e| {
+                err(format!(
+                    "{} line {}: malformed JSON: {e}",
+                    path.display(),
+                    l.number
+                ))
+            })?;
             if !raw.get().starts_with('{') {
-                return Err(err(format!("{} line {}: a record must be a JSON object", path.display(), l.number)));
+                return Err(err(format!(
+                    "{} line {}: a record must be a JSON object",
+                    path.display(),
+                    l.number
+                )));
             }
             f(raw)?;
         }
@@ -72,8 +106,14 @@ mod tests {
 
     #[test]
     fn file_urls() {
-        assert_eq!(file_url_path("file:///tmp/a%20b.jsonl"), Some(PathBuf::from("/tmp/a b.jsonl")));
+        assert_eq!(
+            file_url_path("file:///tmp/a%20b.jsonl"),
+            Some(PathBuf::from("/tmp/a b.jsonl"))
+        );
         assert_eq!(file_url_path("s3://bucket/x"), None);
-        assert_eq!(file_url_path("file:///bad%2"), Some(PathBuf::from("/bad%2")));
+        assert_eq!(
+            file_url_path("file:///bad%2"),
+            Some(PathBuf::from("/bad%2"))
+        );
     }
 }

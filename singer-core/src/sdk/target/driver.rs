@@ -130,7 +130,8 @@ impl<T: Target> Driver<T> {
     fn handle_line(&mut self, line: Line<'_>) -> Result<(), SdkError> {
         let n = line.number;
         self.last_line = n;
-        let parsed = parse_line(line.bytes).map_err(|source| SdkError::Parse { line: n, source })?;
+        let parsed =
+            parse_line(line.bytes).map_err(|source| SdkError::Parse { line: n, source })?;
         match parsed {
             MessageRef::Record(r) => self.handle_record(&r, n),
             MessageRef::Other(Message::Schema(s)) => self.handle_schema(s, n),
@@ -148,7 +149,10 @@ impl<T: Target> Driver<T> {
             }
             MessageRef::Other(Message::Batch(b)) => {
                 if !self.by_name.contains_key(&b.stream) {
-                    return Err(SdkError::RecordBeforeSchema { stream: b.stream, line: n });
+                    return Err(SdkError::RecordBeforeSchema {
+                        stream: b.stream,
+                        line: n,
+                    });
                 }
                 let stream = b.stream.clone();
                 batch_files::for_each_record(&b, n, |raw: &RawValue| {
@@ -173,13 +177,18 @@ impl<T: Target> Driver<T> {
 
     fn handle_record(&mut self, r: &RecordRef<'_>, line: u64) -> Result<(), SdkError> {
         let Some(&idx) = self.by_name.get(r.stream.as_ref()) else {
-            return Err(SdkError::RecordBeforeSchema { stream: r.stream.to_string(), line });
+            return Err(SdkError::RecordBeforeSchema {
+                stream: r.stream.to_string(),
+                line,
+            });
         };
         let slot = &mut self.slots[idx];
         let keys = &slot.spec.message.key_properties;
         let fields = if <T::Sink as StreamSink>::WANTS_FIELDS || !keys.is_empty() {
-            let parsed = RawFields::parse(r.record)
-                .map_err(|e| SdkError::Parse { line, source: ParseError::MalformedJson(e) })?;
+            let parsed = RawFields::parse(r.record).map_err(|e| SdkError::Parse {
+                line,
+                source: ParseError::MalformedJson(e),
+            })?;
             if let Some(key) = keys.iter().find(|k| parsed.is_null_or_absent(k)) {
                 return Err(SdkError::MissingKeyProperty {
                     stream: slot.name.clone(),
@@ -192,9 +201,13 @@ impl<T: Target> Driver<T> {
             None
         };
         if let Some(v) = &slot.validator {
-            let value: Value = serde_json::from_str(r.record.get())
-                .map_err(|e| SdkError::Parse { line, source: ParseError::MalformedJson(e) })?;
-            v.validate(&slot.name, &value).map_err(|source| SdkError::InvalidRecord { line, source })?;
+            let value: Value =
+                serde_json::from_str(r.record.get()).map_err(|e| SdkError::Parse {
+                    line,
+                    source: ParseError::MalformedJson(e),
+                })?;
+            v.validate(&slot.name, &value)
+                .map_err(|source| SdkError::InvalidRecord { line, source })?;
         }
         slot.sink.accept(r, fields.as_ref(), line)?;
         if slot.buffered_since.is_none() {
@@ -226,7 +239,10 @@ impl<T: Target> Driver<T> {
         } else {
             None
         };
-        let spec = Arc::new(StreamSpec { message: msg, schema });
+        let spec = Arc::new(StreamSpec {
+            message: msg,
+            schema,
+        });
         if let Some(&idx) = self.by_name.get(&spec.message.stream) {
             self.cut(idx)?;
             let slot = &mut self.slots[idx];
@@ -239,7 +255,8 @@ impl<T: Target> Driver<T> {
         let (sink, loader) = self.rt.block_on(self.target.open_stream(spec.clone()))?;
         let (tx, rx) = mpsc::channel(1);
         let idx = self.slots.len();
-        self.rt.spawn(worker(loader, rx, self.done_tx.clone(), idx, name.clone()));
+        self.rt
+            .spawn(worker(loader, rx, self.done_tx.clone(), idx, name.clone()));
         self.slots.push(Slot {
             name: name.clone(),
             sink,
@@ -258,12 +275,19 @@ impl<T: Target> Driver<T> {
     /// Cuts a stream's buffer into a batch and hands it to its loader.
     fn cut(&mut self, idx: usize) -> Result<(), SdkError> {
         let slot = &mut self.slots[idx];
-        let Some((first, _)) = slot.buffered_since.take() else { return Ok(()) };
+        let Some((first, _)) = slot.buffered_since.take() else {
+            return Ok(());
+        };
         let batch = slot.sink.take_batch();
         self.send(idx, Cmd::Load(batch), first)
     }
 
-    fn send(&mut self, idx: usize, cmd: Cmd<<T::Sink as StreamSink>::Batch>, line: u64) -> Result<(), SdkError> {
+    fn send(
+        &mut self,
+        idx: usize,
+        cmd: Cmd<<T::Sink as StreamSink>::Batch>,
+        line: u64,
+    ) -> Result<(), SdkError> {
         let slot = &mut self.slots[idx];
         slot.in_flight.push_back(line);
         if slot.tx.blocking_send(cmd).is_err() {
@@ -279,7 +303,10 @@ impl<T: Target> Driver<T> {
                 return e;
             }
         }
-        SdkError::fatal("a stream loader stopped", std::io::Error::other("loader task ended"))
+        SdkError::fatal(
+            "a stream loader stopped",
+            std::io::Error::other("loader task ended"),
+        )
     }
 
     fn cut_aged(&mut self) -> Result<(), SdkError> {
@@ -324,15 +351,26 @@ impl<T: Target> Driver<T> {
         let low = self
             .slots
             .iter()
-            .filter_map(|s| s.in_flight.front().copied().or(s.buffered_since.map(|(l, _)| l)))
+            .filter_map(|s| {
+                s.in_flight
+                    .front()
+                    .copied()
+                    .or(s.buffered_since.map(|(l, _)| l))
+            })
             .min()
             .unwrap_or(u64::MAX);
         let mut newest = None;
-        while self.pending_states.front().is_some_and(|(line, _)| *line < low) {
+        while self
+            .pending_states
+            .front()
+            .is_some_and(|(line, _)| *line < low)
+        {
             newest = self.pending_states.pop_front();
         }
         if let Some((_, value)) = newest {
-            self.out.write_state_value(&value).map_err(SdkError::Stdout)?;
+            self.out
+                .write_state_value(&value)
+                .map_err(SdkError::Stdout)?;
             self.summary.states_echoed += 1;
             self.summary.last_state = Some(value);
         }
@@ -377,7 +415,12 @@ async fn worker<L: Loader>(
             Cmd::Finish => (loader.finish().await, "finish"),
         };
         if what == "load" && result.is_ok() {
-            Metric::timer(metrics::BATCH_PROCESSING_TIME, started.elapsed(), metrics::stream_tags(&stream)).emit();
+            Metric::timer(
+                metrics::BATCH_PROCESSING_TIME,
+                started.elapsed(),
+                metrics::stream_tags(&stream),
+            )
+            .emit();
         }
         let failed = result.is_err();
         if let Err(e) = &result {

@@ -48,7 +48,11 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self { max_rows: 100_000, max_bytes: 64 * 1024 * 1024, max_age: Duration::from_secs(30) }
+        Self {
+            max_rows: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_age: Duration::from_secs(30),
+        }
     }
 }
 
@@ -97,9 +101,7 @@ pub trait Target: Sized + Send + Sync + 'static {
     fn open_stream(
         &self,
         spec: Arc<StreamSpec>,
-    ) -> impl Future<
-        Output = Result<(Self::Sink, <Self::Sink as StreamSink>::Loader), SdkError>,
-    > + Send;
+    ) -> impl Future<Output = Result<(Self::Sink, <Self::Sink as StreamSink>::Loader), SdkError>> + Send;
 }
 
 /// Buffers one stream's records into batches; runs on the input thread.
@@ -149,8 +151,10 @@ pub trait Loader: Send + 'static {
     ) -> impl Future<Output = Result<(), SdkError>> + Send;
 
     /// Every record of `version` has been loaded: older versions can be retired.
-    fn activate_version(&mut self, version: i64)
-    -> impl Future<Output = Result<(), SdkError>> + Send;
+    fn activate_version(
+        &mut self,
+        version: i64,
+    ) -> impl Future<Output = Result<(), SdkError>> + Send;
 
     /// End of input: everything is loaded; release resources.
     fn finish(&mut self) -> impl Future<Output = Result<(), SdkError>> + Send {
@@ -163,14 +167,22 @@ pub fn run_target<T: Target>() -> ExitCode {
     logging::init();
     let args: TargetArgs = cli::parse(T::NAME, T::VERSION);
     if args.common.about {
-        return match super::tap::print_about(T::about(), args.common.format, Box::new(std::io::stdout())) {
+        return match super::tap::print_about(
+            T::about(),
+            args.common.format,
+            Box::new(std::io::stdout()),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => e.exit_status().into(),
         };
     }
     match run_target_with::<T>(&args.common.config, args.input.as_ref()) {
         Ok(summary) => {
-            tracing::info!(records = summary.records, states = summary.states_echoed, "target finished");
+            tracing::info!(
+                records = summary.records,
+                states = summary.states_echoed,
+                "target finished"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -192,9 +204,10 @@ pub fn run_target_with<T: Target>(
     };
     let target = T::new(config::parse(merged)?)?;
     let reader: Box<dyn std::io::Read + Send> = match input {
-        Some(p) => Box::new(std::fs::File::open(p).map_err(|e| {
-            SdkError::Usage(format!("cannot open input {}: {e}", p.display()))
-        })?),
+        Some(p) => Box::new(
+            std::fs::File::open(p)
+                .map_err(|e| SdkError::Usage(format!("cannot open input {}: {e}", p.display())))?,
+        ),
         None => Box::new(std::io::stdin()),
     };
     driver::run(target, reader, Box::new(std::io::stdout()))
