@@ -454,8 +454,11 @@ fn parse_other(line: &[u8], kind: MessageKind) -> Result<Message, ParseError> {
             if !schema.is_object() {
                 return Err(f.wrong("schema", "an object"));
             }
-            let keys = f.take("key_properties")?;
-            let key_properties = f.string_list("key_properties", keys)?;
+            // Absent means no keys (MSG-15): the Meltano SDK omits it in places.
+            let key_properties = match f.map.remove("key_properties") {
+                None => Vec::new(),
+                Some(keys) => f.string_list("key_properties", keys)?,
+            };
             let bookmark_properties = match f.map.remove("bookmark_properties") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(vec![s]),
@@ -574,7 +577,7 @@ mod tests {
             "wrong_field_type"
         );
         assert_eq!(
-            kind(r#"{"type":"SCHEMA","stream":"s","schema":{}}"#),
+            kind(r#"{"type":"SCHEMA","stream":"s","key_properties":[]}"#),
             "missing_field"
         );
         assert_eq!(

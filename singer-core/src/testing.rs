@@ -214,3 +214,34 @@ pub fn judge_target(case: &Case, outcome: &TargetOutcome) -> Result<(), String> 
         (last, exp) => Err(format!("last echoed state {last:?}, expected {exp}")),
     }
 }
+
+/// Environment variable naming the interop description written by `cargo xtask interop`.
+pub const INTEROP_ENV: &str = "SINGER_INTEROP_ENV";
+
+/// Paths of the Python Singer tools installed by `cargo xtask interop` (`target/interop/env.json`).
+///
+/// Panics with a hint when they are missing: interop tests never skip silently.
+pub fn interop_env() -> Value {
+    let path = std::env::var(INTEROP_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/interop/env.json")
+        });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `cargo xtask interop` (or `cargo xtask test`) first",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One member of [`interop_env`] as a path.
+pub fn interop_path(key: &str) -> PathBuf {
+    let env = interop_env();
+    let v = env
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("interop env has no `{key}`"));
+    PathBuf::from(v)
+}

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // Tests panic on failure by design.
+
 //! singer-core against the conformance corpus in specs/conformance.
 
 mod corpus_messages;

@@ -1,0 +1,43 @@
+#![allow(clippy::unwrap_used)] // Tests panic on failure by design.
+
+//! target-jsonl as a process: the conformance corpus, file semantics, and interop with the
+//! Python Singer ecosystem.
+
+mod conformance;
+mod files;
+mod interop;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// A `target-jsonl` command writing into `dir` with extra config members.
+pub fn target(dir: &Path, extra: serde_json::Value) -> Command {
+    let mut config = serde_json::json!({"destination_path": dir});
+    if let serde_json::Value::Object(m) = extra {
+        config.as_object_mut().unwrap().extend(m);
+    }
+    let cfg = dir.join("config.json");
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_target-jsonl"));
+    cmd.arg("--config").arg(cfg);
+    cmd
+}
+
+/// Runs a command with `input` on stdin.
+pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
