@@ -114,13 +114,11 @@ impl StreamFiles {
         for entry in std::fs::read_dir(&self.dir)? {
             let name = entry?.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(v) = name
+            let version = name
                 .strip_prefix(&prefix)
-                .and_then(|r| r.strip_suffix(&suffix))
-            {
-                if let Ok(v) = v.parse() {
-                    out.push(v);
-                }
+                .and_then(|r| r.strip_suffix(&suffix));
+            if let Some(v) = version.and_then(|v| v.parse().ok()) {
+                out.push(v);
             }
         }
         Ok(out)

@@ -60,7 +60,7 @@ impl Target for JsonlTarget {
                 "batch_size_rows must be at least 1".into(),
             ));
         }
-        if !(config.max_batch_age_seconds > 0.0) {
+        if config.max_batch_age_seconds.is_nan() || config.max_batch_age_seconds <= 0.0 {
             return Err(SdkError::Config(
                 "max_batch_age_seconds must be positive".into(),
             ));
