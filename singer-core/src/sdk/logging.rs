@@ -1,7 +1,7 @@
 //! Logs go to stderr, never stdout: plain text by default, JSON lines when
 //! `SINGER_LOG_FORMAT=json`. The level comes from `RUST_LOG` (default `info`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +18,7 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = if json {
         builder.json().try_init()
