@@ -45,3 +45,27 @@ fn stream_checker_verdicts_match_the_corpus() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn conformance_cli_checks_a_stream() {
+    let bin = env!("CARGO_BIN_EXE_singer-conformance");
+    let good = singer_core::testing::corpus_dir().join("streams/simple_single_stream.singer");
+    let out = std::process::Command::new(bin)
+        .arg("check")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let bad = singer_core::testing::corpus_dir().join("streams/record_before_schema.singer");
+    let out = std::process::Command::new(bin)
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("record_before_schema"));
+}
