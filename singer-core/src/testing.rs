@@ -3,7 +3,7 @@
 //!
 //! See specs/conformance/README.md for the format.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -119,35 +119,30 @@ pub struct TargetOutcome {
     pub stderr: String,
 }
 
-/// Runs a target command with the case on stdin.
-pub fn run_target(mut cmd: Command, case: &Case) -> TargetOutcome {
+/// Runs a command with `input` on stdin (written from a thread, so large inputs cannot
+/// deadlock against a full stdout pipe) and collects its output.
+pub fn run_with_stdin(mut cmd: Command, input: &[u8]) -> std::process::Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start target: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
     let mut stdin = child.stdin.take().expect("stdin piped");
-    let bytes = case.bytes.clone();
+    let input = input.to_vec();
     let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&bytes);
+        // The child may exit early (a failing target): a broken pipe here is expected.
+        let _ = stdin.write_all(&input);
     });
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout piped")
-        .read_to_string(&mut stdout)
-        .ok();
-    child
-        .stderr
-        .take()
-        .expect("stderr piped")
-        .read_to_string(&mut stderr)
-        .ok();
-    let status = child.wait().expect("wait for target");
+    let out = child.wait_with_output().expect("wait for the child");
     let _ = writer.join();
+    out
+}
+
+/// Runs a target command with the case on stdin.
+pub fn run_target(cmd: Command, case: &Case) -> TargetOutcome {
+    let out = run_with_stdin(cmd, &case.bytes);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     let echoed = stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -156,8 +151,9 @@ pub fn run_target(mut cmd: Command, case: &Case) -> TargetOutcome {
                 .unwrap_or_else(|e| panic!("target printed a non-JSON line {l:?}: {e}"))
         })
         .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     TargetOutcome {
-        success: status.success(),
+        success: out.status.success(),
         echoed,
         stderr,
     }

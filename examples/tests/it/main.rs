@@ -82,15 +82,4 @@ pub fn records(out: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Runs `cmd` with `input` on stdin.
-pub fn pipe_into(mut cmd: Command, input: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
+pub use singer_core::testing::run_with_stdin as pipe_into;

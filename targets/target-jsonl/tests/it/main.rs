@@ -8,7 +8,7 @@ mod files;
 mod interop;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 /// A `target-jsonl` command writing into `dir` with extra config members.
 pub fn target(dir: &Path, extra: serde_json::Value) -> Command {
@@ -23,21 +23,4 @@ pub fn target(dir: &Path, extra: serde_json::Value) -> Command {
     cmd
 }
 
-/// Runs a command with `input` on stdin.
-pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
-}
+pub use singer_core::testing::run_with_stdin as run_with_input;
