@@ -1,0 +1,299 @@
+//! Binary COPY encoding of raw JSON values, column by column.
+//!
+//! Values arrive as raw JSON text (never parsed into a tree) and are written in PostgreSQL's
+//! binary COPY format. Each encoder accepts every JSON value its column type can hold
+//! faithfully (a `text` column takes numbers as their text, a `numeric` column takes strings
+//! holding decimals) and rejects the rest with a message that never quotes the value.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+
+use crate::types::{Binary, PgType};
+use crate::values::{date_days, decimal_to_numeric, time_micros, timestamp_micros};
+
+/// What to do with U+0000, which PostgreSQL text and jsonb cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NulPolicy {
+    /// Replace it with U+FFFD (default).
+    #[default]
+    Replace,
+    /// Remove it.
+    Strip,
+    /// Fail the run, naming the stream, column, key and line.
+    Reject,
+}
+
+/// The binary COPY header.
+pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary COPY trailer.
+pub const COPY_TRAILER: &[u8] = &[0xff, 0xff];
+
+/// Starts a row of `fields` columns.
+pub fn begin_row(out: &mut Vec<u8>, fields: usize) {
+    out.extend_from_slice(&(fields as i16).to_be_bytes());
+}
+
+/// Writes a NULL field.
+pub fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+}
+
+/// Writes a field from its bytes.
+pub fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn field_with<F: FnOnce(&mut Vec<u8>) -> Result<(), String>>(out: &mut Vec<u8>, f: F) -> Result<(), String> {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    f(out)?;
+    let len = (out.len() - at - 4) as i32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Encodes one raw JSON value (`null` included) for a column of type `ty`.
+pub fn encode(ty: &PgType, binary: Binary, raw: &str, nul: NulPolicy, out: &mut Vec<u8>) -> Result<(), String> {
+    if raw == "null" {
+        null(out);
+        return Ok(());
+    }
+    let first = raw.as_bytes().first().copied().unwrap_or(b'n');
+    match ty {
+        PgType::Boolean => {
+            let v = match raw {
+                "true" | "1" | "\"true\"" => 1u8,
+                "false" | "0" | "\"false\"" => 0u8,
+                _ => return Err("expected a boolean".into()),
+            };
+            field(out, &[v]);
+        }
+        PgType::SmallInt => {
+            let v = integer(raw)?;
+            let v = i16::try_from(v).map_err(|_| "integer out of range for smallint".to_string())?;
+            field(out, &v.to_be_bytes());
+        }
+        PgType::Integer => {
+            let v = integer(raw)?;
+            let v = i32::try_from(v).map_err(|_| "integer out of range for integer".to_string())?;
+            field(out, &v.to_be_bytes());
+        }
+        PgType::BigInt => {
+            let v = integer(raw)?;
+            let v = i64::try_from(v).map_err(|_| "integer out of range for bigint".to_string())?;
+            field(out, &v.to_be_bytes());
+        }
+        PgType::Numeric => {
+            let text = number_text(raw)?;
+            field_with(out, |o| decimal_to_numeric(&text, o))?;
+        }
+        PgType::Double => {
+            let text = number_text(raw)?;
+            let v: f64 = text.parse().map_err(|_| "expected a number".to_string())?;
+            if !v.is_finite() {
+                return Err("number out of range for double precision".into());
+            }
+            field(out, &v.to_be_bytes());
+        }
+        PgType::Varchar(n) => {
+            let s = text_of(raw, nul)?;
+            if s.chars().count() > *n as usize {
+                return Err(format!("text longer than varchar({n})"));
+            }
+            field(out, s.as_bytes());
+        }
+        PgType::Text | PgType::Custom(_) => {
+            let s = text_of(raw, nul)?;
+            field(out, s.as_bytes());
+        }
+        PgType::Jsonb => {
+            let json = json_without_nul(raw, nul)?;
+            field_with(out, |o| {
+                o.push(1);
+                o.extend_from_slice(json.as_bytes());
+                Ok(())
+            })?;
+        }
+        PgType::Timestamptz | PgType::Timestamp => {
+            let s = string(raw).ok_or("expected a date-time string")?;
+            let micros = timestamp_micros(&s)?;
+            field(out, &micros.to_be_bytes());
+        }
+        PgType::Date => {
+            let s = string(raw).ok_or("expected a date string")?;
+            field(out, &date_days(&s)?.to_be_bytes());
+        }
+        PgType::Time => {
+            let s = string(raw).ok_or("expected a time string")?;
+            field(out, &time_micros(&s)?.to_be_bytes());
+        }
+        PgType::Uuid => {
+            let s = string(raw).ok_or("expected a UUID string")?;
+            field(out, &uuid_bytes(&s)?);
+        }
+        PgType::Bytea => {
+            if first != b'"' {
+                return Err("expected a string".into());
+            }
+            let s = string(raw).ok_or("expected a string")?;
+            let bytes = match binary {
+                Binary::Base16 => hex(&s)?,
+                Binary::Base64 => base64::engine::general_purpose::STANDARD
+                    .decode(s.as_bytes())
+                    .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s.as_bytes()))
+                    .map_err(|_| "invalid base64".to_string())?,
+                Binary::None => s.as_bytes().to_vec(),
+            };
+            field(out, &bytes);
+        }
+    }
+    Ok(())
+}
+
+/// The decoded string of a JSON string token.
+pub fn string(raw: &str) -> Option<Cow<'_, str>> {
+    if !raw.starts_with('"') || raw.len() < 2 {
+        return None;
+    }
+    let inner = &raw[1..raw.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+fn integer(raw: &str) -> Result<i128, String> {
+    let text = match string(raw) {
+        Some(s) => s,
+        None => Cow::Borrowed(raw),
+    };
+    if let Ok(v) = text.parse::<i128>() {
+        return Ok(v);
+    }
+    // `5.0` or `5e0` are integers written as numbers: accept them when exact.
+    let digits = text.trim_end_matches('0').trim_end_matches('.');
+    if text.contains('.') && !text.contains(['e', 'E']) {
+        if let Ok(v) = digits.parse::<i128>() {
+            return Ok(v);
+        }
+    }
+    Err("expected an integer".into())
+}
+
+fn number_text(raw: &str) -> Result<Cow<'_, str>, String> {
+    match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => Ok(Cow::Borrowed(raw)),
+        Some(b'"') => string(raw).ok_or_else(|| "expected a number".into()),
+        _ => Err("expected a number".into()),
+    }
+}
+
+fn text_of(raw: &str, nul: NulPolicy) -> Result<Cow<'_, str>, String> {
+    let s = match string(raw) {
+        Some(s) => s,
+        None => Cow::Borrowed(raw), // numbers, booleans, objects: their JSON text
+    };
+    if !s.contains('\0') {
+        return Ok(s);
+    }
+    match nul {
+        NulPolicy::Replace => Ok(Cow::Owned(s.replace('\0', "\u{FFFD}"))),
+        NulPolicy::Strip => Ok(Cow::Owned(s.replace('\0', ""))),
+        NulPolicy::Reject => Err("text contains a NUL character".into()),
+    }
+}
+
+/// JSON text with every `\u0000` escape handled by the policy (jsonb rejects them).
+fn json_without_nul(raw: &str, nul: NulPolicy) -> Result<Cow<'_, str>, String> {
+    if !raw.contains("\\u0000") {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1..].starts_with(b"u0000") {
+                if nul == NulPolicy::Reject {
+                    return Err("JSON contains a NUL character".into());
+                }
+                out.push_str(&raw[last..i]);
+                if nul == NulPolicy::Replace {
+                    out.push_str("\\ufffd");
+                }
+                i += 6;
+                last = i;
+                continue;
+            }
+            i += 2; // Skip the escaped character (`\\`, `\"`, ...).
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(&raw[last.min(raw.len())..]);
+    Ok(Cow::Owned(out))
+}
+
+fn hex(s: &str) -> Result<Vec<u8>, String> {
+    let s = s.strip_prefix("\\x").or_else(|| s.strip_prefix("0x")).unwrap_or(s);
+    if s.len() % 2 != 0 {
+        return Err("invalid hex: odd length".into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16).map_err(|_| "invalid hex".to_string()))
+        .collect()
+}
+
+fn uuid_bytes(s: &str) -> Result<[u8; 16], String> {
+    let digits: String = s.trim_matches(|c| c == '{' || c == '}').chars().filter(|c| *c != '-').collect();
+    let v = hex(&digits).map_err(|_| "invalid UUID".to_string())?;
+    v.try_into().map_err(|_| "invalid UUID".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(ty: PgType, raw: &str) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        encode(&ty, Binary::None, raw, NulPolicy::Replace, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(enc(PgType::BigInt, "-5").unwrap(), [&8i32.to_be_bytes()[..], &(-5i64).to_be_bytes()].concat());
+        assert_eq!(enc(PgType::SmallInt, "32768").unwrap_err(), "integer out of range for smallint");
+        assert_eq!(enc(PgType::Integer, "\"12\"").unwrap()[4..], 12i32.to_be_bytes());
+        assert_eq!(enc(PgType::Integer, "2.0").unwrap()[4..], 2i32.to_be_bytes());
+        assert!(enc(PgType::Integer, "2.5").is_err());
+        assert_eq!(enc(PgType::Boolean, "true").unwrap(), vec![0, 0, 0, 1, 1]);
+        assert_eq!(enc(PgType::Text, "null").unwrap(), (-1i32).to_be_bytes().to_vec());
+        assert_eq!(&enc(PgType::Text, "42").unwrap()[4..], b"42");
+        assert_eq!(&enc(PgType::Text, r#""a\u0000b""#).unwrap()[4..], "a\u{FFFD}b".as_bytes());
+        assert!(enc(PgType::Varchar(3), "\"abcd\"").is_err());
+        assert!(enc(PgType::Varchar(3), "\"éüß\"").is_ok());
+    }
+
+    #[test]
+    fn jsonb_nul_escapes() {
+        let got = enc(PgType::Jsonb, r#"{"a":"x\u0000y","b":"\\u0000"}"#).unwrap();
+        assert_eq!(&got[5..], br#"{"a":"x\ufffdy","b":"\\u0000"}"#);
+        let mut out = Vec::new();
+        assert!(encode(&PgType::Jsonb, Binary::None, r#"["\u0000"]"#, NulPolicy::Reject, &mut out).is_err());
+    }
+
+    #[test]
+    fn binary_and_uuid() {
+        let mut out = Vec::new();
+        encode(&PgType::Bytea, Binary::Base16, "\"00ff\"", NulPolicy::Replace, &mut out).unwrap();
+        assert_eq!(out, vec![0, 0, 0, 2, 0, 255]);
+        assert_eq!(enc(PgType::Uuid, "\"123e4567-e89b-12d3-a456-426614174000\"").unwrap().len(), 20);
+        assert!(enc(PgType::Uuid, "\"nope\"").is_err());
+    }
+}

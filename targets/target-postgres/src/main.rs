@@ -1,0 +1,3 @@
+//! `target-postgres` (in progress).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! target-postgres against a real PostgreSQL (in progress).
