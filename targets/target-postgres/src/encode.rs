@@ -46,7 +46,10 @@ pub fn field(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn field_with<F: FnOnce(&mut Vec<u8>) -> Result<(), String>>(out: &mut Vec<u8>, f: F) -> Result<(), String> {
+fn field_with<F: FnOnce(&mut Vec<u8>) -> Result<(), String>>(
+    out: &mut Vec<u8>,
+    f: F,
+) -> Result<(), String> {
     let at = out.len();
     out.extend_from_slice(&[0, 0, 0, 0]);
     f(out)?;
@@ -56,7 +59,13 @@ fn field_with<F: FnOnce(&mut Vec<u8>) -> Result<(), String>>(out: &mut Vec<u8>, 
 }
 
 /// Encodes one raw JSON value (`null` included) for a column of type `ty`.
-pub fn encode(ty: &PgType, binary: Binary, raw: &str, nul: NulPolicy, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode(
+    ty: &PgType,
+    binary: Binary,
+    raw: &str,
+    nul: NulPolicy,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     if raw == "null" {
         null(out);
         return Ok(());
@@ -73,7 +82,8 @@ pub fn encode(ty: &PgType, binary: Binary, raw: &str, nul: NulPolicy, out: &mut 
         }
         PgType::SmallInt => {
             let v = integer(raw)?;
-            let v = i16::try_from(v).map_err(|_| "integer out of range for smallint".to_string())?;
+            let v =
+                i16::try_from(v).map_err(|_| "integer out of range for smallint".to_string())?;
             field(out, &v.to_be_bytes());
         }
         PgType::Integer => {
@@ -143,7 +153,9 @@ pub fn encode(ty: &PgType, binary: Binary, raw: &str, nul: NulPolicy, out: &mut 
                 Binary::Base16 => hex(&s)?,
                 Binary::Base64 => base64::engine::general_purpose::STANDARD
                     .decode(s.as_bytes())
-                    .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s.as_bytes()))
+                    .or_else(|_| {
+                        base64::engine::general_purpose::STANDARD_NO_PAD.decode(s.as_bytes())
+                    })
                     .map_err(|_| "invalid base64".to_string())?,
                 Binary::None => s.as_bytes().to_vec(),
             };
@@ -239,18 +251,28 @@ fn json_without_nul(raw: &str, nul: NulPolicy) -> Result<Cow<'_, str>, String> {
 }
 
 fn hex(s: &str) -> Result<Vec<u8>, String> {
-    let s = s.strip_prefix("\\x").or_else(|| s.strip_prefix("0x")).unwrap_or(s);
+    let s = s
+        .strip_prefix("\\x")
+        .or_else(|| s.strip_prefix("0x"))
+        .unwrap_or(s);
     if s.len() % 2 != 0 {
         return Err("invalid hex: odd length".into());
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16).map_err(|_| "invalid hex".to_string()))
+        .map(|i| {
+            u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16)
+                .map_err(|_| "invalid hex".to_string())
+        })
         .collect()
 }
 
 fn uuid_bytes(s: &str) -> Result<[u8; 16], String> {
-    let digits: String = s.trim_matches(|c| c == '{' || c == '}').chars().filter(|c| *c != '-').collect();
+    let digits: String = s
+        .trim_matches(|c| c == '{' || c == '}')
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
     let v = hex(&digits).map_err(|_| "invalid UUID".to_string())?;
     v.try_into().map_err(|_| "invalid UUID".to_string())
 }
@@ -267,15 +289,33 @@ mod tests {
 
     #[test]
     fn scalars() {
-        assert_eq!(enc(PgType::BigInt, "-5").unwrap(), [&8i32.to_be_bytes()[..], &(-5i64).to_be_bytes()].concat());
-        assert_eq!(enc(PgType::SmallInt, "32768").unwrap_err(), "integer out of range for smallint");
-        assert_eq!(enc(PgType::Integer, "\"12\"").unwrap()[4..], 12i32.to_be_bytes());
-        assert_eq!(enc(PgType::Integer, "2.0").unwrap()[4..], 2i32.to_be_bytes());
+        assert_eq!(
+            enc(PgType::BigInt, "-5").unwrap(),
+            [&8i32.to_be_bytes()[..], &(-5i64).to_be_bytes()].concat()
+        );
+        assert_eq!(
+            enc(PgType::SmallInt, "32768").unwrap_err(),
+            "integer out of range for smallint"
+        );
+        assert_eq!(
+            enc(PgType::Integer, "\"12\"").unwrap()[4..],
+            12i32.to_be_bytes()
+        );
+        assert_eq!(
+            enc(PgType::Integer, "2.0").unwrap()[4..],
+            2i32.to_be_bytes()
+        );
         assert!(enc(PgType::Integer, "2.5").is_err());
         assert_eq!(enc(PgType::Boolean, "true").unwrap(), vec![0, 0, 0, 1, 1]);
-        assert_eq!(enc(PgType::Text, "null").unwrap(), (-1i32).to_be_bytes().to_vec());
+        assert_eq!(
+            enc(PgType::Text, "null").unwrap(),
+            (-1i32).to_be_bytes().to_vec()
+        );
         assert_eq!(&enc(PgType::Text, "42").unwrap()[4..], b"42");
-        assert_eq!(&enc(PgType::Text, r#""a\u0000b""#).unwrap()[4..], "a\u{FFFD}b".as_bytes());
+        assert_eq!(
+            &enc(PgType::Text, r#""a\u0000b""#).unwrap()[4..],
+            "a\u{FFFD}b".as_bytes()
+        );
         assert!(enc(PgType::Varchar(3), "\"abcd\"").is_err());
         assert!(enc(PgType::Varchar(3), "\"éüß\"").is_ok());
     }
@@ -285,15 +325,36 @@ mod tests {
         let got = enc(PgType::Jsonb, r#"{"a":"x\u0000y","b":"\\u0000"}"#).unwrap();
         assert_eq!(&got[5..], br#"{"a":"x\ufffdy","b":"\\u0000"}"#);
         let mut out = Vec::new();
-        assert!(encode(&PgType::Jsonb, Binary::None, r#"["\u0000"]"#, NulPolicy::Reject, &mut out).is_err());
+        assert!(
+            encode(
+                &PgType::Jsonb,
+                Binary::None,
+                r#"["\u0000"]"#,
+                NulPolicy::Reject,
+                &mut out
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn binary_and_uuid() {
         let mut out = Vec::new();
-        encode(&PgType::Bytea, Binary::Base16, "\"00ff\"", NulPolicy::Replace, &mut out).unwrap();
+        encode(
+            &PgType::Bytea,
+            Binary::Base16,
+            "\"00ff\"",
+            NulPolicy::Replace,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, vec![0, 0, 0, 2, 0, 255]);
-        assert_eq!(enc(PgType::Uuid, "\"123e4567-e89b-12d3-a456-426614174000\"").unwrap().len(), 20);
+        assert_eq!(
+            enc(PgType::Uuid, "\"123e4567-e89b-12d3-a456-426614174000\"")
+                .unwrap()
+                .len(),
+            20
+        );
         assert!(enc(PgType::Uuid, "\"nope\"").is_err());
     }
 }

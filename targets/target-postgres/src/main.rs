@@ -1,3 +1,5 @@
-//! `target-postgres` (in progress).
+//! `target-postgres`: see the crate README.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    singer_core::sdk::target::run_target::<target_postgres::PostgresTarget>()
+}

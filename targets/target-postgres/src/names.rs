@@ -10,7 +10,10 @@ pub const MAX_IDENT_BYTES: usize = 63;
 
 /// The PostgreSQL name for a source name.
 pub fn pg_name(source: &str) -> String {
-    let clean: String = source.chars().map(|c| if c == '\0' { '\u{FFFD}' } else { c }).collect();
+    let clean: String = source
+        .chars()
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect();
     if clean.len() <= MAX_IDENT_BYTES {
         return clean;
     }

@@ -89,7 +89,13 @@ impl PgType {
     /// Parses a type as `format_type` or `x-sql-datatype` spells it.
     pub fn parse(declared: &str) -> PgType {
         let t = declared.trim().to_ascii_lowercase();
-        let varchar = |rest: &str| rest.trim_start_matches('(').trim_end_matches(')').trim().parse().ok();
+        let varchar = |rest: &str| {
+            rest.trim_start_matches('(')
+                .trim_end_matches(')')
+                .trim()
+                .parse()
+                .ok()
+        };
         match t.as_str() {
             "boolean" | "bool" => PgType::Boolean,
             "smallint" | "int2" => PgType::SmallInt,
@@ -184,8 +190,14 @@ pub fn for_property(p: &Property) -> (PgType, Binary) {
 
 fn binary_of(ty: &JsonType) -> Binary {
     match ty {
-        JsonType::String { content_encoding: Some(ContentEncoding::Base16), .. } => Binary::Base16,
-        JsonType::String { content_encoding: Some(ContentEncoding::Base64), .. } => Binary::Base64,
+        JsonType::String {
+            content_encoding: Some(ContentEncoding::Base16),
+            ..
+        } => Binary::Base16,
+        JsonType::String {
+            content_encoding: Some(ContentEncoding::Base64),
+            ..
+        } => Binary::Base64,
         _ => Binary::None,
     }
 }
@@ -199,7 +211,12 @@ fn for_json(ty: &JsonType) -> PgType {
         }
         JsonType::Number { .. } => PgType::Numeric,
         JsonType::Boolean => PgType::Boolean,
-        JsonType::String { format, max_length, content_encoding, .. } => {
+        JsonType::String {
+            format,
+            max_length,
+            content_encoding,
+            ..
+        } => {
             if content_encoding.is_some() {
                 return PgType::Bytea;
             }
@@ -275,29 +292,73 @@ mod tests {
 
     #[test]
     fn mapping() {
-        assert_eq!(ty(json!({"type": "integer", "minimum": -32768, "maximum": 32767})), PgType::SmallInt);
-        assert_eq!(ty(json!({"type": "integer", "minimum": 0, "maximum": 4294967295u64})), PgType::BigInt);
-        assert_eq!(ty(json!({"type": "integer", "minimum": 0, "maximum": 18446744073709551615u64})), PgType::Numeric);
+        assert_eq!(
+            ty(json!({"type": "integer", "minimum": -32768, "maximum": 32767})),
+            PgType::SmallInt
+        );
+        assert_eq!(
+            ty(json!({"type": "integer", "minimum": 0, "maximum": 4294967295u64})),
+            PgType::BigInt
+        );
+        assert_eq!(
+            ty(json!({"type": "integer", "minimum": 0, "maximum": 18446744073709551615u64})),
+            PgType::Numeric
+        );
         assert_eq!(ty(json!({"type": ["null", "integer"]})), PgType::BigInt);
-        assert_eq!(ty(json!({"type": "number", "multipleOf": 0.01})), PgType::Numeric);
-        assert_eq!(ty(json!({"type": "string", "format": "date-time"})), PgType::Timestamptz);
-        assert_eq!(ty(json!({"type": "string", "maxLength": 255})), PgType::Varchar(255));
-        assert_eq!(ty(json!({"type": "string", "contentEncoding": "base64"})), PgType::Bytea);
+        assert_eq!(
+            ty(json!({"type": "number", "multipleOf": 0.01})),
+            PgType::Numeric
+        );
+        assert_eq!(
+            ty(json!({"type": "string", "format": "date-time"})),
+            PgType::Timestamptz
+        );
+        assert_eq!(
+            ty(json!({"type": "string", "maxLength": 255})),
+            PgType::Varchar(255)
+        );
+        assert_eq!(
+            ty(json!({"type": "string", "contentEncoding": "base64"})),
+            PgType::Bytea
+        );
         assert_eq!(ty(json!({"type": ["integer", "number"]})), PgType::Numeric);
         assert_eq!(ty(json!({"type": ["integer", "string"]})), PgType::Text);
-        assert_eq!(ty(json!({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]})), PgType::Timestamptz);
+        assert_eq!(
+            ty(
+                json!({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]})
+            ),
+            PgType::Timestamptz
+        );
         assert_eq!(ty(json!({"type": ["object", "string"]})), PgType::Jsonb);
         assert_eq!(ty(json!({})), PgType::Jsonb);
-        assert_eq!(ty(json!({"type": "string", "x-sql-datatype": "numeric(65,30)"})), PgType::Custom("numeric(65,30)".into()));
-        assert_eq!(ty(json!({"type": "integer", "x-sql-datatype": "smallint"})), PgType::SmallInt);
+        assert_eq!(
+            ty(json!({"type": "string", "x-sql-datatype": "numeric(65,30)"})),
+            PgType::Custom("numeric(65,30)".into())
+        );
+        assert_eq!(
+            ty(json!({"type": "integer", "x-sql-datatype": "smallint"})),
+            PgType::SmallInt
+        );
     }
 
     #[test]
     fn widening() {
-        assert_eq!(PgType::SmallInt.widen_to(&PgType::BigInt), Some(PgType::BigInt));
-        assert_eq!(PgType::Integer.widen_to(&PgType::Double), Some(PgType::Numeric));
-        assert_eq!(PgType::Varchar(10).widen_to(&PgType::Varchar(20)), Some(PgType::Varchar(20)));
-        assert_eq!(PgType::Date.widen_to(&PgType::Timestamptz), Some(PgType::Timestamptz));
+        assert_eq!(
+            PgType::SmallInt.widen_to(&PgType::BigInt),
+            Some(PgType::BigInt)
+        );
+        assert_eq!(
+            PgType::Integer.widen_to(&PgType::Double),
+            Some(PgType::Numeric)
+        );
+        assert_eq!(
+            PgType::Varchar(10).widen_to(&PgType::Varchar(20)),
+            Some(PgType::Varchar(20))
+        );
+        assert_eq!(
+            PgType::Date.widen_to(&PgType::Timestamptz),
+            Some(PgType::Timestamptz)
+        );
         assert_eq!(PgType::Boolean.widen_to(&PgType::Date), None);
         assert!(PgType::Text.holds(&PgType::BigInt));
         assert!(!PgType::BigInt.holds(&PgType::Text));

@@ -40,7 +40,10 @@ impl Cursor<'_> {
             return None;
         }
         self.i += n;
-        Some(part.iter().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0')))
+        Some(
+            part.iter()
+                .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0')),
+        )
     }
 
     fn eat(&mut self, c: u8) -> bool {
@@ -140,7 +143,10 @@ const BAD_TIMESTAMP: &str = "invalid or out-of-range date-time";
 /// An RFC 3339 date-time (also with a space instead of `T`, without offset meaning UTC, or a
 /// bare date meaning midnight UTC) → microseconds since 2000-01-01T00:00:00Z.
 pub fn timestamp_micros(s: &str) -> Result<i64, String> {
-    let mut c = Cursor { s: s.trim().as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.trim().as_bytes(),
+        i: 0,
+    };
     let (y, m, d) = parse_date(&mut c).ok_or(BAD_TIMESTAMP)?;
     if y == 0 {
         return Err(BAD_TIMESTAMP.into());
@@ -162,7 +168,10 @@ pub fn timestamp_micros(s: &str) -> Result<i64, String> {
 
 /// `YYYY-MM-DD` (a date-time at midnight is accepted too) → days since 2000-01-01.
 pub fn date_days(s: &str) -> Result<i32, String> {
-    let mut c = Cursor { s: s.trim().as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.trim().as_bytes(),
+        i: 0,
+    };
     let (y, m, d) = parse_date(&mut c).ok_or("invalid date")?;
     if !c.done() {
         let micros = timestamp_micros(s).map_err(|_| "invalid date")?;
@@ -175,7 +184,10 @@ pub fn date_days(s: &str) -> Result<i32, String> {
 
 /// `HH:MM:SS[.ffffff]` → microseconds since midnight.
 pub fn time_micros(s: &str) -> Result<i64, String> {
-    let mut c = Cursor { s: s.trim().as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.trim().as_bytes(),
+        i: 0,
+    };
     let t = parse_time(&mut c).ok_or("invalid time of day (00:00:00 to 24:00:00)")?;
     if !c.done() {
         return Err("invalid time of day (00:00:00 to 24:00:00)".into());
@@ -198,7 +210,9 @@ pub fn decimal_to_numeric(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
         None => (t, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
         return Err(BAD.into());
     }
     // All digits, and where the decimal point falls after applying the exponent.
@@ -235,7 +249,11 @@ pub fn decimal_to_numeric(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let weight = i16::try_from(weight).map_err(|_| "number out of range for numeric")?;
     out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
-    let sign: u16 = if negative && !groups.is_empty() { 0x4000 } else { 0 };
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
     out.extend_from_slice(&sign.to_be_bytes());
     out.extend_from_slice(&(scale as i16).to_be_bytes());
     for g in groups {
@@ -253,7 +271,13 @@ mod tests {
         decimal_to_numeric(s, &mut out).unwrap();
         let w = |i: usize| i16::from_be_bytes([out[i], out[i + 1]]);
         let n = w(0) as usize;
-        (w(0), w(2), w(4) as u16, w(6), (0..n).map(|k| w(8 + 2 * k)).collect())
+        (
+            w(0),
+            w(2),
+            w(4) as u16,
+            w(6),
+            (0..n).map(|k| w(8 + 2 * k)).collect(),
+        )
     }
 
     #[test]
@@ -265,7 +289,10 @@ mod tests {
         assert_eq!(numeric("1e+2"), (1, 0, 0, 0, vec![100]));
         assert_eq!(numeric("1.5e-7"), (1, -2, 0, 8, vec![15]));
         assert_eq!(numeric("10000"), (1, 1, 0, 0, vec![1]));
-        assert_eq!(numeric("18446744073709551616").4, vec![1844, 6744, 737, 955, 1616]);
+        assert_eq!(
+            numeric("18446744073709551616").4,
+            vec![1844, 6744, 737, 955, 1616]
+        );
         let mut out = Vec::new();
         assert!(decimal_to_numeric("1x", &mut out).is_err());
         assert!(decimal_to_numeric(".", &mut out).is_err());
@@ -277,7 +304,10 @@ mod tests {
         assert_eq!(timestamp_micros("2000-01-01T01:00:00+01:00").unwrap(), 0);
         assert_eq!(timestamp_micros("2000-01-01 00:00:00.0000015").unwrap(), 2);
         assert_eq!(timestamp_micros("1999-12-31").unwrap(), -MICROS_PER_DAY);
-        assert_eq!(timestamp_micros("2024-02-29T12:00:00-0530").unwrap(), timestamp_micros("2024-02-29T17:30:00Z").unwrap());
+        assert_eq!(
+            timestamp_micros("2024-02-29T12:00:00-0530").unwrap(),
+            timestamp_micros("2024-02-29T17:30:00Z").unwrap()
+        );
         assert!(timestamp_micros("0000-00-00 00:00:00").is_err());
         assert!(timestamp_micros("2022-11-00T20:59:22Z").is_err());
         assert!(timestamp_micros("2023-02-29T00:00:00Z").is_err());
