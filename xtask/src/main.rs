@@ -1,1 +1,116 @@
-fn main() {}
+//! Developer tasks for the workspace, run as `cargo xtask <command>`.
+//!
+//! The two commands a new contributor needs are `cargo xtask demo` and `cargo xtask test`: each
+//! one first runs `services`, which installs (from Debian's packages) and starts what the
+//! workspace needs, so a fresh Debian 12 machine needs no other setup. All logic lives here, in
+//! Rust, not in shell scripts; `.ci/run` only calls `cargo xtask test`.
+//!
+//! Modules:
+//! - [`process`]: running external commands with readable errors
+//! - [`apt`]: Debian package checks and installs
+//! - [`services`]: build prerequisites plus [`postgres`] and [`mariadb`]
+//! - [`interop`]: Python virtualenvs with reference Singer connectors for interop tests
+//! - [`test`], [`demo`], [`bench`]: the user-facing tasks
+//! - [`json`]: the little JSON this crate writes
+
+// xtask is a developer tool whose job is to print reports (stdout) and progress (stderr).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Prints one progress line to stderr, prefixed with `xtask:`.
+macro_rules! step {
+    ($($arg:tt)*) => {
+        eprintln!("xtask: {}", format_args!($($arg)*))
+    };
+}
+
+mod apt;
+mod bench;
+mod demo;
+mod interop;
+mod json;
+mod mariadb;
+mod postgres;
+mod process;
+mod services;
+mod test;
+
+/// Errors are user-facing messages; each one says what failed and, where it can, what to do.
+pub(crate) type Result<T = ()> = std::result::Result<T, String>;
+
+const HELP: &str = "\
+Usage: cargo xtask <COMMAND> [ARGS]
+
+Commands:
+  services   Install (apt) and start PostgreSQL and MariaDB, and check build prerequisites
+  interop    Create the Python virtualenvs used by interop tests under target/interop/
+  test       services + interop, then fmt, clippy and the whole test suite
+               --no-lint     skip `cargo fmt --check` and clippy
+               -- ARGS       passed to the test runner (e.g. a test filter)
+  demo       services, then run the demo pipeline (tap-pages | target-jsonl) and show the result
+  bench      Run the singer-core reader benchmark; ARGS are passed to `cargo bench`
+  help       Print this help
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{HELP}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "services" => no_args(command, rest).and_then(|()| services::run()),
+        "interop" => no_args(command, rest).and_then(|()| interop::run().map(drop)),
+        "test" => test::run(rest),
+        "demo" => no_args(command, rest).and_then(|()| demo::run()),
+        "bench" => bench::run(rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => {
+            eprintln!("error: unknown command `{other}`\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn no_args(command: &str, rest: &[String]) -> Result {
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => Err(format!(
+            "`cargo xtask {command}` takes no arguments, got `{arg}`"
+        )),
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub(crate) fn repo_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or(manifest_dir.clone(), PathBuf::from)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set, else `<repo>/target`.
+pub(crate) fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => repo_root().join(dir),
+        _ => repo_root().join("target"),
+    }
+}
+
+/// The cargo that runs this task (set by `cargo run`), so nested builds use the same toolchain.
+pub(crate) fn cargo() -> process::Cmd {
+    let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    process::Cmd::new(program).current_dir(repo_root())
+}

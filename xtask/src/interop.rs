@@ -1,0 +1,120 @@
+//! `cargo xtask interop`: Python virtualenvs holding reference Singer connectors, so tests can
+//! check that our taps and targets interoperate with the Python ecosystem.
+//!
+//! Each venv lives under `<repo>/target/interop/` and is rebuilt only when its pinned package
+//! set (or the Python version) changes, recorded in a marker file. `env.json` beside them gives
+//! tests absolute paths; tests find it through `SINGER_INTEROP_ENV`.
+
+use std::path::{Path, PathBuf};
+
+use crate::process::Cmd;
+use crate::{Result, json};
+
+/// `target-jsonl` (a Python target) and `singer-python` (to write a tiny Python tap).
+const JSONL: Venv = Venv {
+    name: "venv-jsonl",
+    packages: &["target-jsonl==0.1.4", "singer-python==5.8.0"],
+};
+/// The Singer SDK (its standard target test streams) and a `target-csv` built on it.
+const SDK: Venv = Venv {
+    name: "venv-sdk",
+    packages: &["singer-sdk==0.54.9", "meltanolabs-target-csv==0.5.0"],
+};
+const MARKER: &str = ".xtask-spec";
+
+struct Venv {
+    name: &'static str,
+    packages: &'static [&'static str],
+}
+
+impl Venv {
+    fn dir(&self) -> PathBuf {
+        interop_dir().join(self.name)
+    }
+
+    fn bin(&self, program: &str) -> PathBuf {
+        self.dir().join("bin").join(program)
+    }
+
+    fn ensure(&self, python_version: &str) -> Result {
+        let dir = self.dir();
+        let spec = format!("{}\n{python_version}\n", self.packages.join("\n"));
+        let marker = dir.join(MARKER);
+        let python_runs = Cmd::new(self.bin("python")).arg("--version").succeeds();
+        if python_runs && std::fs::read_to_string(&marker).is_ok_and(|found| found == spec) {
+            step!("interop: {} up to date", self.name);
+            return Ok(());
+        }
+        step!(
+            "interop: creating {} with {}",
+            self.name,
+            self.packages.join(" ")
+        );
+        Cmd::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&dir)
+            .run()?;
+        Cmd::new(self.bin("python"))
+            .args(["-m", "pip", "--disable-pip-version-check", "-q", "install"])
+            .args(self.packages)
+            .run()
+            .map_err(|e| format!("{e}\nhint: PyPI must be reachable to create {}", self.name))?;
+        std::fs::write(&marker, spec)
+            .map_err(|e| format!("failed to write {}: {e}", marker.display()))
+    }
+}
+
+fn interop_dir() -> PathBuf {
+    crate::repo_root().join("target/interop")
+}
+
+/// Creates or refreshes the venvs and `env.json`; returns the path of `env.json`.
+pub(crate) fn run() -> Result<PathBuf> {
+    let python_version = Cmd::new("python3")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{e}\nhint: run `cargo xtask services` to install python3"))?;
+    for venv in [&JSONL, &SDK] {
+        venv.ensure(&python_version)?;
+    }
+    let streams = target_test_streams(&SDK.dir())?;
+    let env_json = interop_dir().join("env.json");
+    let text = json::object(&[
+        ("venv_jsonl", path_string(&JSONL.dir())),
+        ("venv_sdk", path_string(&SDK.dir())),
+        ("target_test_streams", path_string(&streams)),
+        ("python_jsonl", path_string(&JSONL.bin("python"))),
+        ("target_jsonl_py", path_string(&JSONL.bin("target-jsonl"))),
+        ("target_csv_py", path_string(&SDK.bin("target-csv"))),
+    ]);
+    std::fs::write(&env_json, text)
+        .map_err(|e| format!("failed to write {}: {e}", env_json.display()))?;
+    step!("interop: wrote {}", env_json.display());
+    Ok(env_json)
+}
+
+/// `<venv>/lib/python3.*/site-packages/singer_sdk/testing/target_test_streams`.
+fn target_test_streams(venv: &Path) -> Result<PathBuf> {
+    let lib = venv.join("lib");
+    let entries =
+        std::fs::read_dir(&lib).map_err(|e| format!("failed to read {}: {e}", lib.display()))?;
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("python3"))
+        .map(|entry| {
+            entry
+                .path()
+                .join("site-packages/singer_sdk/testing/target_test_streams")
+        })
+        .find(|dir| dir.is_dir())
+        .ok_or_else(|| {
+            format!(
+                "no singer_sdk/testing/target_test_streams under {}",
+                lib.display()
+            )
+        })
+}
+
+fn path_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
