@@ -187,10 +187,11 @@ fn integer(raw: &str) -> Result<i128, String> {
     }
     // `5.0` or `5e0` are integers written as numbers: accept them when exact.
     let digits = text.trim_end_matches('0').trim_end_matches('.');
-    if text.contains('.') && !text.contains(['e', 'E']) {
-        if let Ok(v) = digits.parse::<i128>() {
-            return Ok(v);
-        }
+    if text.contains('.')
+        && !text.contains(['e', 'E'])
+        && let Ok(v) = digits.parse::<i128>()
+    {
+        return Ok(v);
     }
     Err("expected an integer".into())
 }
@@ -255,7 +256,7 @@ fn hex(s: &str) -> Result<Vec<u8>, String> {
         .strip_prefix("\\x")
         .or_else(|| s.strip_prefix("0x"))
         .unwrap_or(s);
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("invalid hex: odd length".into());
     }
     (0..s.len())

@@ -86,17 +86,14 @@ impl PgLoader {
         e: tokio_postgres::Error,
     ) -> SdkError {
         let mut context = self.context(batch, what);
-        if let Some(w) = e.as_db_error().and_then(|d| d.where_()) {
-            if let Some(n) = w
-                .split(", line ")
-                .nth(1)
-                .and_then(|r| r.split([',', ' ']).next())
-                .and_then(|n| n.parse::<usize>().ok())
-            {
-                if let Some(line) = part.lines.get(n.saturating_sub(1)) {
-                    context.push_str(&format!(" (input line {line})"));
-                }
-            }
+        let copy_line = e
+            .as_db_error()
+            .and_then(|d| d.where_())
+            .and_then(|w| w.split(", line ").nth(1))
+            .and_then(|r| r.split([',', ' ']).next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(line) = copy_line.and_then(|n| part.lines.get(n.saturating_sub(1))) {
+            context.push_str(&format!(" (input line {line})"));
         }
         db_error(context, e)
     }
