@@ -28,6 +28,7 @@ macro_rules! step {
 
 mod apt;
 mod bench;
+mod bench_pg;
 mod demo;
 mod interop;
 mod json;
@@ -51,6 +52,9 @@ Commands:
                -- ARGS       passed to the test runner (e.g. a test filter)
   demo       services, then run the demo pipeline (tap-pages | target-jsonl) and show the result
   bench      Run the singer-core reader benchmark; ARGS are passed to `cargo bench`
+  bench target-postgres [--rows N]
+             Load N mixed-type rows (default 1,000,000) with psql COPY (the raw limit) and
+             with target-postgres; verify the data and report rows/s and peak memory
   help       Print this help
 ";
 
@@ -65,7 +69,10 @@ fn main() -> ExitCode {
         "interop" => no_args(command, rest).and_then(|()| interop::run().map(drop)),
         "test" => test::run(rest),
         "demo" => no_args(command, rest).and_then(|()| demo::run()),
-        "bench" => bench::run(rest),
+        "bench" => match rest.split_first() {
+            Some((what, more)) if what == "target-postgres" => bench_pg::run(more),
+            _ => bench::run(rest),
+        },
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())

@@ -2,9 +2,14 @@
 //!
 //! - Append-only streams (no key properties): `COPY table FROM STDIN (FORMAT binary)`.
 //! - Keyed streams: COPY into a temporary staging table, then one `INSERT … SELECT DISTINCT ON
-//!   (keys) … ORDER BY keys, line DESC ON CONFLICT (keys) DO UPDATE`, so the last record of a
-//!   key in the batch wins; with `hard_delete`, rows whose `_sdc_deleted_at` is set are then
-//!   deleted, in the same transaction.
+//!   (keys) … ORDER BY keys, ctid DESC ON CONFLICT (keys) DO UPDATE`, so the last record of a
+//!   key in the batch wins (a fresh temporary table filled by one COPY keeps input order in
+//!   `ctid`); with `hard_delete`, rows whose `_sdc_deleted_at` is set are then deleted, in the
+//!   same transaction.
+//! - Fast path: while a keyed table was empty when the run started, a batch is first COPYed
+//!   straight into it inside a savepoint. The first key conflict (a duplicate in the batch or
+//!   a key loaded earlier) rolls back to the savepoint and switches the stream to the staging
+//!   merge for the rest of the run.
 //! - ACTIVATE_VERSION v marks (or with `hard_delete` removes) rows whose `_sdc_table_version`
 //!   is below v or null. It runs after every batch before it committed, so rows of version v
 //!   are never touched, whatever the batching.
@@ -19,7 +24,7 @@ use tokio_postgres::Client;
 
 use crate::connect::db_error;
 use crate::encode::{COPY_HEADER, COPY_TRAILER};
-use crate::model::{Active, Meta, PlanOptions, Source, TableModel, plan};
+use crate::model::{Active, Meta, PlanOptions, TableModel, plan};
 use crate::names::quote;
 use crate::sink::{Batch, Part};
 use crate::types::PgType;
@@ -32,6 +37,8 @@ pub struct PgLoader {
     keys: Vec<String>,
     opts: PlanOptions,
     hard_delete: bool,
+    /// Keyed table that was empty at the start and has had no key conflict yet.
+    direct: bool,
 }
 
 impl PgLoader {
@@ -50,8 +57,19 @@ impl PgLoader {
             keys: Vec::new(),
             opts,
             hard_delete,
+            direct: false,
         };
         loader.apply(spec).await?;
+        let empty = format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM {})",
+            loader.model.qualified()
+        );
+        let row = loader
+            .client
+            .query_one(&empty, &[])
+            .await
+            .map_err(|e| db_error(format!("stream `{stream}`: {empty}"), e))?;
+        loader.direct = !loader.keys.is_empty() && row.get::<_, bool>(0);
         Ok(loader)
     }
 
@@ -116,7 +134,7 @@ impl PgLoader {
         let sink = self.client.copy_in::<_, Bytes>(&stmt).await?;
         futures_util::pin_mut!(sink);
         sink.send(Bytes::from_static(COPY_HEADER)).await?;
-        sink.send(Bytes::copy_from_slice(&part.data)).await?;
+        sink.send(part.data.clone()).await?;
         sink.send(Bytes::from_static(COPY_TRAILER)).await?;
         sink.finish().await?;
         Ok(())
@@ -172,16 +190,35 @@ impl PgLoader {
         Ok(())
     }
 
-    async fn load_part(&self, batch: &Batch, part: &Part) -> Result<(), SdkError> {
+    async fn load_part(&mut self, batch: &Batch, part: &Part) -> Result<(), SdkError> {
         let table = self.model.qualified();
         let columns = &part.columns;
         let custom = columns.iter().any(|c| matches!(c.ty, PgType::Custom(_)));
+        let deletes = columns.iter().any(|c| c.name == Meta::DeletedAt.name());
         if self.keys.is_empty() && !custom {
             return self
                 .copy(&table, columns, part)
                 .await
                 .map_err(|e| self.part_error(batch, part, "COPY", e));
         }
+        if self.direct && !custom && !(self.hard_delete && deletes) {
+            self.client
+                .batch_execute("SAVEPOINT singer_direct")
+                .await
+                .map_err(|e| self.error(batch, "SAVEPOINT", e))?;
+            match self.copy(&table, columns, part).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    self.client
+                        .batch_execute("ROLLBACK TO SAVEPOINT singer_direct")
+                        .await
+                        .map_err(|e| self.error(batch, "ROLLBACK", e))?;
+                    tracing::debug!(stream = %self.stream, "key conflict: switching to staged merges");
+                }
+                Err(e) => return Err(self.part_error(batch, part, "COPY", e)),
+            }
+        }
+        self.direct = false;
         let stage = quote("_singer_stage");
         let defs: Vec<String> = columns
             .iter()
@@ -210,7 +247,6 @@ impl PgLoader {
             .batch_execute(&merge)
             .await
             .map_err(|e| self.error(batch, "merge", e))?;
-        let deletes = columns.iter().any(|c| c.name == Meta::DeletedAt.name());
         if self.hard_delete && deletes && !self.keys.is_empty() {
             let on: Vec<String> = self
                 .keys
@@ -231,12 +267,8 @@ impl PgLoader {
     }
 
     fn merge_sql(&self, table: &str, stage: &str, columns: &[Active]) -> String {
-        let target: Vec<&Active> = columns
-            .iter()
-            .filter(|c| c.source != Source::Meta(Meta::StageRow))
-            .collect();
-        let mut insert_cols: Vec<String> = target.iter().map(|c| quote(&c.name)).collect();
-        let mut select: Vec<String> = target
+        let mut insert_cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+        let mut select: Vec<String> = columns
             .iter()
             .map(|c| match &c.ty {
                 PgType::Custom(t) => format!("{}::{t}", quote(&c.name)),
@@ -266,11 +298,10 @@ impl PgLoader {
             format!("DO UPDATE SET {}", updates.join(", "))
         };
         format!(
-            "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({k}) {sel} FROM {stage} ORDER BY {k}, {row} DESC ON CONFLICT ({k}) {conflict}",
+            "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({k}) {sel} FROM {stage} ORDER BY {k}, ctid DESC ON CONFLICT ({k}) {conflict}",
             cols = insert_cols.join(", "),
             k = keys.join(", "),
             sel = select.join(", "),
-            row = quote(Meta::StageRow.name()),
         )
     }
 }

@@ -31,8 +31,6 @@ pub enum Meta {
     Sequence,
     /// `_sdc_table_version`: the record's `version`.
     TableVersion,
-    /// Staging only: the input line, to keep the last record per key.
-    StageRow,
 }
 
 impl Meta {
@@ -45,13 +43,12 @@ impl Meta {
             Meta::DeletedAt => "_sdc_deleted_at",
             Meta::Sequence => "_sdc_sequence",
             Meta::TableVersion => "_sdc_table_version",
-            Meta::StageRow => "_sdc_stage_row",
         }
     }
 
     fn ty(self) -> PgType {
         match self {
-            Meta::Sequence | Meta::TableVersion | Meta::StageRow => PgType::BigInt,
+            Meta::Sequence | Meta::TableVersion => PgType::BigInt,
             _ => PgType::Timestamptz,
         }
     }

@@ -12,7 +12,7 @@ use singer_core::sdk::target::{StreamSink, StreamSpec};
 use crate::encode::{self, NulPolicy};
 use crate::loader::PgLoader;
 use crate::model::{Active, Meta, PlanOptions, Source, TableModel, plan};
-use crate::types::{Binary, PgType};
+use crate::types::PgType;
 use crate::values::timestamp_micros;
 
 /// Microseconds between 1970-01-01 and 2000-01-01.
@@ -23,7 +23,7 @@ pub struct Part {
     /// The columns of every row, in order.
     pub columns: Arc<Vec<Active>>,
     /// Encoded rows (no COPY header or trailer).
-    pub data: Vec<u8>,
+    pub data: bytes::Bytes,
     /// Input line of each row, for error messages.
     pub lines: Vec<u64>,
 }
@@ -101,15 +101,7 @@ impl PgSink {
         let p = plan(&self.model, &spec.schema, self.opts);
         self.model = p.model;
         self.keyed = !p.keys.is_empty();
-        let mut columns = p.active;
-        if self.keyed {
-            columns.push(Active {
-                name: Meta::StageRow.name().into(),
-                ty: PgType::BigInt,
-                binary: Binary::None,
-                source: Source::Meta(Meta::StageRow),
-            });
-        }
+        let columns = p.active;
         self.slot = columns
             .iter()
             .enumerate()
@@ -166,10 +158,6 @@ impl PgSink {
                     encode::field(out, &(self.sequence_base + line as i64).to_be_bytes());
                     Ok(())
                 }
-                Source::Meta(Meta::StageRow) => {
-                    encode::field(out, &(line as i64).to_be_bytes());
-                    Ok(())
-                }
                 Source::Meta(Meta::TableVersion) => {
                     match r.version {
                         Some(v) => encode::field(out, &v.to_be_bytes()),
@@ -215,7 +203,7 @@ impl PgSink {
             self.done_bytes += self.data.len();
             self.done.push(Part {
                 columns: self.columns.clone(),
-                data: std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20)),
+                data: std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20)).into(),
                 lines: std::mem::take(&mut self.lines),
             });
         }
@@ -311,7 +299,7 @@ impl StreamSink for PgSink {
         if !self.lines.is_empty() {
             parts.push(Part {
                 columns: self.columns.clone(),
-                data: std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20)),
+                data: std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20)).into(),
                 lines: std::mem::take(&mut self.lines),
             });
         }

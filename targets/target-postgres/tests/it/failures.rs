@@ -51,14 +51,14 @@ fn config_errors_never_show_the_password() {
     assert!(about["settings"]["properties"]["hard_delete"].is_object());
 }
 
-/// Kills the target with SIGKILL mid-stream, then checks every state it echoed against the
-/// committed rows: a state saying "upto N" must have rows 1..=N committed.
+/// Kills the target with SIGKILL while input is still flowing, then checks every state it
+/// echoed against the committed rows: a state saying "upto N" must have rows 1..=N committed.
 #[test]
 fn kill_9_never_leaves_an_echoed_state_ahead_of_the_data() {
     let s = fresh_schema("kill");
     let (_dir, cfg) = config(
         &s,
-        json!({"batch_size_rows": 50, "max_batch_age_seconds": 0.05}),
+        json!({"batch_size_rows": 500, "max_batch_age_seconds": 0.05}),
     );
     let mut child = target(&cfg)
         .stdin(Stdio::piped())
@@ -74,26 +74,37 @@ fn kill_9_never_leaves_an_echoed_state_ahead_of_the_data() {
             .map_while(Result::ok)
             .collect::<Vec<String>>()
     });
-    writeln!(stdin, r#"{{"type":"SCHEMA","stream":"t","schema":{{"properties":{{"id":{{"type":"integer"}},"pad":{{"type":"string"}}}}}},"key_properties":["id"]}}"#).unwrap();
-    let pad = "x".repeat(200);
-    let mut id = 0u64;
-    let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_millis(1500) {
-        for _ in 0..200 {
-            id += 1;
-            writeln!(
-                stdin,
-                r#"{{"type":"RECORD","stream":"t","record":{{"id":{id},"pad":"{pad}"}}}}"#
-            )
-            .unwrap();
+    // Writes until the pipe breaks; returns the last id written.
+    let writer = std::thread::spawn(move || {
+        let header = r#"{"type":"SCHEMA","stream":"t","schema":{"properties":{"id":{"type":"integer"},"pad":{"type":"string"}}},"key_properties":["id"]}"#;
+        if writeln!(stdin, "{header}").is_err() {
+            return 0;
         }
-        writeln!(stdin, r#"{{"type":"STATE","value":{{"upto":{id}}}}}"#).unwrap();
-        stdin.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
+        let pad = "x".repeat(200);
+        let mut id = 0u64;
+        loop {
+            let mut chunk = String::new();
+            for _ in 0..100 {
+                id += 1;
+                chunk.push_str(&format!("{{\"type\":\"RECORD\",\"stream\":\"t\",\"record\":{{\"id\":{id},\"pad\":\"{pad}\"}}}}\n"));
+            }
+            chunk.push_str(&format!(
+                "{{\"type\":\"STATE\",\"value\":{{\"upto\":{id}}}}}\n"
+            ));
+            if stdin
+                .write_all(chunk.as_bytes())
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
+                return id;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL, while the writer is still writing
     child.wait().unwrap();
-    drop(stdin);
+    let written = writer.join().unwrap();
     let echoed = reader.join().unwrap();
     assert!(!echoed.is_empty(), "no state was echoed before the kill");
     let committed: u64 = scalar(&format!("SELECT count(*) FROM \"{s}\".t"))
@@ -114,8 +125,33 @@ fn kill_9_never_leaves_an_echoed_state_ahead_of_the_data() {
         );
     }
     assert!(
-        committed < id,
-        "the kill happened after everything was loaded; test proves nothing"
+        committed < written,
+        "all {written} rows were committed before the kill; the test proves nothing"
     );
     let _ = sql("SELECT 1");
+}
+
+#[test]
+fn nul_policy_reject_fails_and_replace_loads() {
+    let input = [
+        r#"{"type":"SCHEMA","stream":"t","schema":{"properties":{"id":{"type":"integer"},"s":{"type":"string"},"j":{"type":"object"}}},"key_properties":["id"]}"#,
+        r#"{"type":"RECORD","stream":"t","record":{"id":1,"s":"a\u0000b","j":{"k":"x\u0000y"}}}"#,
+    ]
+    .join("\n");
+    let s = fresh_schema("nul");
+    let out = load(&s, json!({"nul_character_policy": "reject"}), &input);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("column `s`") && err.contains("NUL"), "{err}");
+    let out = load(&s, json!({}), &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = sql(&format!("SELECT s, j->>'k' FROM \"{s}\".t"));
+    assert_eq!(
+        row[0],
+        vec![Some("a\u{FFFD}b".into()), Some("x\u{FFFD}y".into())]
+    );
 }
