@@ -112,7 +112,7 @@ fn default_rows() -> usize {
     100_000
 }
 fn default_bytes() -> usize {
-    32 * 1024 * 1024
+    8 * 1024 * 1024
 }
 fn default_age() -> f64 {
     30.0

@@ -116,6 +116,7 @@ impl Target for PostgresTarget {
             self.config.nul_character_policy,
             &spec,
             self.sequence_base,
+            self.config.batch_size_bytes,
         );
         let loader =
             PgLoader::open(&stream, client, model, &spec, opts, self.config.hard_delete).await?;

@@ -134,7 +134,13 @@ impl PgLoader {
         let sink = self.client.copy_in::<_, Bytes>(&stmt).await?;
         futures_util::pin_mut!(sink);
         sink.send(Bytes::from_static(COPY_HEADER)).await?;
-        sink.send(part.data.clone()).await?;
+        // Slices of the batch (no copies), so the connection's write buffer stays small.
+        let mut at = 0;
+        while at < part.data.len() {
+            let end = (at + (1 << 20)).min(part.data.len());
+            sink.send(part.data.slice(at..end)).await?;
+            at = end;
+        }
         sink.send(Bytes::from_static(COPY_TRAILER)).await?;
         sink.finish().await?;
         Ok(())

@@ -55,6 +55,7 @@ impl Batch {
 /// A stream's sink.
 pub struct PgSink {
     stream: String,
+    capacity: usize,
     model: TableModel,
     opts: PlanOptions,
     nul: NulPolicy,
@@ -77,8 +78,13 @@ impl PgSink {
         nul: NulPolicy,
         spec: &StreamSpec,
         sequence_base: i64,
+        batch_bytes: usize,
     ) -> Self {
+        // Reserve the whole batch up front: untouched pages cost no memory, and the buffer
+        // never reallocates (doubling would briefly hold two copies).
+        let capacity = batch_bytes.saturating_add(1 << 20);
         let mut sink = Self {
+            capacity,
             stream: stream.to_string(),
             model,
             opts,
@@ -86,7 +92,7 @@ impl PgSink {
             keyed: false,
             columns: Arc::new(Vec::new()),
             slot: HashMap::new(),
-            data: Vec::with_capacity(1 << 20),
+            data: Vec::with_capacity(capacity),
             lines: Vec::new(),
             done: Vec::new(),
             done_bytes: 0,
@@ -203,7 +209,7 @@ impl PgSink {
             self.done_bytes += self.data.len();
             self.done.push(Part {
                 columns: self.columns.clone(),
-                data: std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20)).into(),
+                data: std::mem::replace(&mut self.data, Vec::with_capacity(self.capacity)).into(),
                 lines: std::mem::take(&mut self.lines),
             });
         }
@@ -299,7 +305,7 @@ impl StreamSink for PgSink {
         if !self.lines.is_empty() {
             parts.push(Part {
                 columns: self.columns.clone(),
-                data: std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20)).into(),
+                data: std::mem::replace(&mut self.data, Vec::with_capacity(self.capacity)).into(),
                 lines: std::mem::take(&mut self.lines),
             });
         }
