@@ -112,6 +112,8 @@ fn tls_connector(cfg: &Config) -> Result<postgres_native_tls::MakeTlsConnector, 
     b.danger_accept_invalid_hostnames(cfg.sslmode != SslMode::VerifyFull);
     let read =
         |p: &str| std::fs::read(p).map_err(|e| SdkError::Config(format!("cannot read {p}: {e}")));
+    // As libpq: with a root certificate given, trust only it, not the system store.
+    b.disable_built_in_roots(cfg.ssl_root_cert.is_some());
     if let Some(root) = &cfg.ssl_root_cert {
         let cert = native_tls::Certificate::from_pem(&read(root)?)
             .map_err(|e| SdkError::Config(format!("ssl_root_cert {root}: {e}")))?;

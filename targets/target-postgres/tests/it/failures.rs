@@ -155,3 +155,23 @@ fn nul_policy_reject_fails_and_replace_loads() {
         vec![Some("a\u{FFFD}b".into()), Some("x\u{FFFD}y".into())]
     );
 }
+
+#[test]
+fn a_number_beyond_numeric_range_names_its_column() {
+    let s = fresh_schema("huge");
+    let input = [
+        r#"{"type":"SCHEMA","stream":"t","schema":{"properties":{"id":{"type":"integer"},"x":{"type":"number"}}},"key_properties":["id"]}"#,
+        r#"{"type":"RECORD","stream":"t","record":{"id":7,"x":1e200000}}"#,
+    ]
+    .join("\n");
+    let out = load(&s, json!({}), &input);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2")
+            && err.contains("column `x`")
+            && err.contains("key {id=7}")
+            && err.contains("out of range"),
+        "{err}"
+    );
+}

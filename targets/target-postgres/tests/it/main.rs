@@ -7,6 +7,7 @@ mod conformance;
 mod failures;
 mod loading;
 mod sdk_streams;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
