@@ -241,3 +241,18 @@ pub fn interop_path(key: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("interop env has no `{key}`"));
     PathBuf::from(v)
 }
+
+/// A small tap written with singer-python (run it with the interop venv's `python -c`): one
+/// stream with exact decimals, an integer beyond 2^64, non-ASCII text, a non-UTC offset,
+/// `time_extracted`, and a final STATE.
+pub const SINGER_PYTHON_TAP: &str = r#"
+import datetime, decimal, singer
+schema = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "name": {"type": ["null", "string"]},
+    "amount": {"type": ["null", "number"]}, "updated_at": {"type": "string", "format": "date-time"}}}
+singer.write_schema("users", schema, ["id"], bookmark_properties=["updated_at"])
+singer.write_record("users", {"id": 1, "name": "h\u00e9llo \u2603 \U0001F600", "amount": decimal.Decimal("12345678901234567890.123456789"), "updated_at": "2024-01-01T00:00:00Z"})
+singer.write_record("users", {"id": 2, "name": None, "amount": 2**70, "updated_at": "2024-01-02T00:00:00+05:00"},
+                    time_extracted=datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc))
+singer.write_state({"bookmarks": {"users": {"updated_at": "2024-01-02T00:00:00Z"}}})
+"#;

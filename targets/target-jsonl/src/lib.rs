@@ -23,7 +23,6 @@ mod sink;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use singer_core::sdk::target::{BatchLimits, StreamSpec, Target};
 use singer_core::sdk::{About, SdkError};
@@ -35,6 +34,7 @@ use sink::{JsonlLoader, JsonlSink};
 pub struct JsonlTarget {
     config: Config,
     dir: PathBuf,
+    limits: BatchLimits,
 }
 
 impl Target for JsonlTarget {
@@ -55,28 +55,20 @@ impl Target for JsonlTarget {
     }
 
     fn new(config: Config) -> Result<Self, SdkError> {
-        if config.batch_size_rows == 0 {
-            return Err(SdkError::Config(
-                "batch_size_rows must be at least 1".into(),
-            ));
-        }
-        if config.max_batch_age_seconds.is_nan() || config.max_batch_age_seconds <= 0.0 {
-            return Err(SdkError::Config(
-                "max_batch_age_seconds must be positive".into(),
-            ));
-        }
+        let limits = BatchLimits::from_settings(
+            config.batch_size_rows,
+            config.batch_size_bytes,
+            config.max_batch_age_seconds,
+        )?;
         Ok(Self {
             dir: PathBuf::from(&config.destination_path),
             config,
+            limits,
         })
     }
 
     fn limits(&self) -> BatchLimits {
-        BatchLimits {
-            max_rows: self.config.batch_size_rows,
-            max_bytes: self.config.batch_size_bytes,
-            max_age: Duration::from_secs_f64(self.config.max_batch_age_seconds),
-        }
+        self.limits
     }
 
     fn validate_records(&self) -> bool {

@@ -75,11 +75,7 @@ pub async fn connect(cfg: &Config) -> Result<Client, SdkError> {
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(|e| db_error(where_.clone(), e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection closed");
-            }
-        });
+        drive(conn);
         client
     } else {
         pg.ssl_mode(match cfg.sslmode {
@@ -91,11 +87,7 @@ pub async fn connect(cfg: &Config) -> Result<Client, SdkError> {
             .connect(tls)
             .await
             .map_err(|e| db_error(where_.clone(), e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection closed");
-            }
-        });
+        drive(conn);
         client
     };
     client
@@ -103,6 +95,18 @@ pub async fn connect(cfg: &Config) -> Result<Client, SdkError> {
         .await
         .map_err(|e| db_error("cannot set up the session", e))?;
     Ok(client)
+}
+
+/// Runs a connection's I/O on its own task until it closes.
+fn drive<F>(conn: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
 }
 
 fn tls_connector(cfg: &Config) -> Result<postgres_native_tls::MakeTlsConnector, SdkError> {

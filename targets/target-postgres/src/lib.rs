@@ -20,7 +20,7 @@ pub mod types;
 pub mod values;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use singer_core::sdk::target::{BatchLimits, StreamSpec, Target};
 use singer_core::sdk::{About, SdkError};
@@ -34,6 +34,7 @@ use sink::PgSink;
 /// The target.
 pub struct PostgresTarget {
     config: Config,
+    limits: BatchLimits,
     sequence_base: i64,
 }
 
@@ -63,32 +64,24 @@ impl Target for PostgresTarget {
     }
 
     fn new(config: Config) -> Result<Self, SdkError> {
-        if config.batch_size_rows == 0 || config.batch_size_bytes == 0 {
-            return Err(SdkError::Config(
-                "batch_size_rows and batch_size_bytes must be at least 1".into(),
-            ));
-        }
-        if config.max_batch_age_seconds.is_nan() || config.max_batch_age_seconds <= 0.0 {
-            return Err(SdkError::Config(
-                "max_batch_age_seconds must be positive".into(),
-            ));
-        }
+        let limits = BatchLimits::from_settings(
+            config.batch_size_rows,
+            config.batch_size_bytes,
+            config.max_batch_age_seconds,
+        )?;
         // _sdc_sequence = seconds of the run start × 10^9 + input line: increasing across runs.
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         Ok(Self {
             config,
+            limits,
             sequence_base: secs * 1_000_000_000,
         })
     }
 
     fn limits(&self) -> BatchLimits {
-        BatchLimits {
-            max_rows: self.config.batch_size_rows,
-            max_bytes: self.config.batch_size_bytes,
-            max_age: Duration::from_secs_f64(self.config.max_batch_age_seconds),
-        }
+        self.limits
     }
 
     fn validate_records(&self) -> bool {

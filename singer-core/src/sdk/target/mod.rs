@@ -46,6 +46,28 @@ pub struct BatchLimits {
     pub max_age: Duration,
 }
 
+impl BatchLimits {
+    /// Limits from the conventional settings `batch_size_rows`, `batch_size_bytes` and
+    /// `max_batch_age_seconds`, rejecting zero, negative or NaN values.
+    pub fn from_settings(rows: usize, bytes: usize, age_seconds: f64) -> Result<Self, SdkError> {
+        if rows == 0 || bytes == 0 {
+            return Err(SdkError::Config(
+                "batch_size_rows and batch_size_bytes must be at least 1".into(),
+            ));
+        }
+        if age_seconds.is_nan() || age_seconds <= 0.0 || age_seconds > 1e9 {
+            return Err(SdkError::Config(
+                "max_batch_age_seconds must be positive".into(),
+            ));
+        }
+        Ok(Self {
+            max_rows: rows,
+            max_bytes: bytes,
+            max_age: Duration::from_secs_f64(age_seconds),
+        })
+    }
+}
+
 impl Default for BatchLimits {
     fn default() -> Self {
         Self {

@@ -87,25 +87,12 @@ fn singer_sdk_standard_target_streams() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-const PYTHON_TAP: &str = r#"
-import datetime, decimal, singer
-schema = {"type": "object", "properties": {
-    "id": {"type": "integer"}, "name": {"type": ["null", "string"]},
-    "amount": {"type": ["null", "number"]}, "updated_at": {"type": "string", "format": "date-time"}}}
-singer.write_schema("users", schema, ["id"], bookmark_properties=["updated_at"])
-singer.write_record("users", {"id": 1, "name": "h\u00e9llo \u2603 \U0001F600", "amount": decimal.Decimal("12345678901234567890.123456789"), "updated_at": "2024-01-01T00:00:00Z"})
-singer.write_record("users", {"id": 2, "name": None, "amount": 2**70, "updated_at": "2024-01-02T00:00:00Z"},
-                    time_extracted=datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc))
-singer.write_message(singer.ActivateVersionMessage(stream="users", version=1700000000000))
-singer.write_state({"bookmarks": {"users": {"updated_at": "2024-01-02T00:00:00Z"}}})
-"#;
-
 #[test]
 fn accepts_a_singer_python_tap() {
     let python = interop_path("python_jsonl");
     let tap = Command::new(python)
         .arg("-c")
-        .arg(PYTHON_TAP)
+        .arg(singer_core::testing::SINGER_PYTHON_TAP)
         .output()
         .unwrap();
     assert!(
