@@ -175,3 +175,93 @@ fn a_number_beyond_numeric_range_names_its_column() {
         "{err}"
     );
 }
+
+/// The server drops the target's connections mid-run: the target exits 1 with a message naming
+/// the stream, and no echoed state runs ahead of the committed rows.
+#[test]
+fn a_dropped_connection_fails_cleanly() {
+    // A database of its own, so terminating its connections touches no other test.
+    let s = fresh_schema("drop");
+    let db = s.clone();
+    sql(&format!("DROP DATABASE IF EXISTS \"{db}\""));
+    sql(&format!("CREATE DATABASE \"{db}\""));
+    let (_dir, cfg) = config(
+        &s,
+        json!({"database": db, "batch_size_rows": 200, "max_batch_age_seconds": 0.05}),
+    );
+    let mut child = target(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let writer = std::thread::spawn(move || {
+        let header = r#"{"type":"SCHEMA","stream":"t","schema":{"properties":{"id":{"type":"integer"}}},"key_properties":["id"]}"#;
+        let _ = writeln!(stdin, "{header}");
+        let mut id = 0u64;
+        loop {
+            let mut chunk = String::new();
+            for _ in 0..50 {
+                id += 1;
+                chunk.push_str(&format!(
+                    "{{\"type\":\"RECORD\",\"stream\":\"t\",\"record\":{{\"id\":{id}}}}}\n"
+                ));
+            }
+            chunk.push_str(&format!(
+                "{{\"type\":\"STATE\",\"value\":{{\"upto\":{id}}}}}\n"
+            ));
+            if stdin
+                .write_all(chunk.as_bytes())
+                .and_then(|()| stdin.flush())
+                .is_err()
+                || id > 2_000_000
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let killed = sql(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+    ));
+    assert_ne!(
+        killed[0][0].as_deref(),
+        Some("0"),
+        "no connection of the target was found"
+    );
+    let status = child.wait().unwrap();
+    writer.join().unwrap();
+    let echoed = reader.join().unwrap();
+    let err = errors.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("stream `t`"), "{err}");
+    let committed: u64 = crate::scalar_in(&db, &format!("SELECT count(*) FROM \"{s}\".t"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    for line in &echoed {
+        let upto = serde_json::from_str::<serde_json::Value>(line).unwrap()["upto"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            upto <= committed,
+            "state upto {upto} echoed with {committed} rows committed"
+        );
+    }
+    sql(&format!("DROP DATABASE IF EXISTS \"{db}\""));
+}

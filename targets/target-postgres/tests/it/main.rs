@@ -52,6 +52,20 @@ pub fn fresh_schema(tag: &str) -> String {
 
 /// Runs SQL and returns every row as text (NULL as None).
 pub fn sql(query: &str) -> Vec<Vec<Option<String>>> {
+    sql_in(&server().database, query)
+}
+
+/// A single value from database `db`.
+pub fn scalar_in(db: &str, query: &str) -> Option<String> {
+    sql_in(db, query)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .flatten()
+}
+
+/// Runs SQL in database `db`, returning every row as text.
+pub fn sql_in(db: &str, query: &str) -> Vec<Vec<Option<String>>> {
     let s = server();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -59,8 +73,8 @@ pub fn sql(query: &str) -> Vec<Vec<Option<String>>> {
         .unwrap();
     rt.block_on(async {
         let conn = format!(
-            "host={} port={} user={} dbname={}",
-            s.host, s.port, s.user, s.database
+            "host={} port={} user={} dbname={db}",
+            s.host, s.port, s.user
         );
         let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
             .await
