@@ -256,3 +256,19 @@ singer.write_record("users", {"id": 2, "name": None, "amount": 2**70, "updated_a
                     time_extracted=datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc))
 singer.write_state({"bookmarks": {"users": {"updated_at": "2024-01-02T00:00:00Z"}}})
 "#;
+
+/// Runs [`SINGER_PYTHON_TAP`] with the interop venv's Python and returns its stdout; panics
+/// with the tap's stderr when it fails.
+pub fn singer_python_tap_output() -> Vec<u8> {
+    let out = Command::new(interop_path("python_jsonl"))
+        .arg("-c")
+        .arg(SINGER_PYTHON_TAP)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the singer-python tap: {e}"));
+    assert!(
+        out.status.success(),
+        "singer-python tap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

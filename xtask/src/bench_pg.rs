@@ -73,18 +73,20 @@ fn table_ddl(schema: &str) -> String {
     )
 }
 
+/// How psql reaches the test database, stopping at the first error.
+const PSQL_CONNECTION: [&str; 8] = [
+    "-h",
+    "127.0.0.1",
+    "-U",
+    "postgres",
+    "-d",
+    "test",
+    "-v",
+    "ON_ERROR_STOP=1",
+];
+
 fn psql() -> Cmd {
-    Cmd::new("psql").args([
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-d",
-        "test",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-qAt",
-    ])
+    Cmd::new("psql").args(PSQL_CONNECTION).arg("-qAt")
 }
 
 /// Row `i` of the table, as Singer JSON and as COPY text.
@@ -184,19 +186,8 @@ fn raw_copy(tsv: &Path, rows: u64) -> Result<f64> {
     let started = Instant::now();
     let file = std::fs::File::open(tsv).map_err(|e| e.to_string())?;
     let status = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-q",
-            "-c",
-            "COPY bench_raw.mixed FROM STDIN",
-        ])
+        .args(PSQL_CONNECTION)
+        .args(["-q", "-c", "COPY bench_raw.mixed FROM STDIN"])
         .stdin(file)
         .status()
         .map_err(|e| e.to_string())?;

@@ -1,8 +1,6 @@
 //! target-jsonl with the Python ecosystem: the singer-sdk standard target test streams, and
 //! a tap written with singer-python.
 
-use std::process::Command;
-
 use serde_json::Value;
 use singer_core::testing::{Case, TargetOutcome, interop_path};
 
@@ -89,21 +87,11 @@ fn singer_sdk_standard_target_streams() {
 
 #[test]
 fn accepts_a_singer_python_tap() {
-    let python = interop_path("python_jsonl");
-    let tap = Command::new(python)
-        .arg("-c")
-        .arg(singer_core::testing::SINGER_PYTHON_TAP)
-        .output()
-        .unwrap();
-    assert!(
-        tap.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tap.stderr)
-    );
+    let tap_stdout = singer_core::testing::singer_python_tap_output();
     let dir = tempfile::tempdir().unwrap();
     let out = run_with_input(
         target(dir.path(), serde_json::json!({"validate_records": true})),
-        &tap.stdout,
+        &tap_stdout,
     );
     assert!(
         out.status.success(),

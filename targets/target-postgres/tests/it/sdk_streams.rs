@@ -1,8 +1,6 @@
 //! The singer-sdk standard target test streams, with the outcomes its suite expects, and a
 //! tap written with singer-python.
 
-use std::process::Command;
-
 use serde_json::json;
 use singer_core::testing::interop_path;
 
@@ -85,21 +83,12 @@ fn singer_sdk_target_test_streams() {
 
 #[test]
 fn accepts_a_singer_python_tap() {
-    let tap = Command::new(interop_path("python_jsonl"))
-        .arg("-c")
-        .arg(singer_core::testing::SINGER_PYTHON_TAP)
-        .output()
-        .unwrap();
-    assert!(
-        tap.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tap.stderr)
-    );
+    let tap_stdout = singer_core::testing::singer_python_tap_output();
     let s = fresh_schema("pytap");
     let states = ok(&load(
         &s,
         json!({}),
-        &String::from_utf8(tap.stdout).unwrap(),
+        &String::from_utf8(tap_stdout).unwrap(),
     ));
     assert_eq!(
         states.last().unwrap()["bookmarks"]["users"]["updated_at"],
