@@ -55,6 +55,32 @@ impl<W: Write> MessageWriter<W> {
         serde_json::to_writer(&mut self.out, stream).map_err(io::Error::from)?;
         self.out.write_all(br#","record":"#)?;
         serde_json::to_writer(&mut self.out, record).map_err(io::Error::from)?;
+        self.finish_record(version, time_extracted)
+    }
+
+    /// Writes a RECORD whose record is already encoded as one JSON object (no newlines).
+    ///
+    /// The bytes are trusted: the caller guarantees they are a valid JSON object. Database taps
+    /// use this to encode rows straight from the wire without building values.
+    pub fn write_record_json(
+        &mut self,
+        stream: &str,
+        record_json: &[u8],
+        version: Option<i64>,
+        time_extracted: Option<&str>,
+    ) -> io::Result<()> {
+        self.out.write_all(br#"{"type":"RECORD","stream":"#)?;
+        serde_json::to_writer(&mut self.out, stream).map_err(io::Error::from)?;
+        self.out.write_all(br#","record":"#)?;
+        self.out.write_all(record_json)?;
+        self.finish_record(version, time_extracted)
+    }
+
+    fn finish_record(
+        &mut self,
+        version: Option<i64>,
+        time_extracted: Option<&str>,
+    ) -> io::Result<()> {
         if let Some(v) = version {
             write!(self.out, r#","version":{v}"#)?;
         }

@@ -125,6 +125,27 @@ impl TapContext {
         self.writer
             .write_record(stream, record, version, time_extracted)
             .map_err(SdkError::stdout)?;
+        self.count(stream);
+        Ok(())
+    }
+
+    /// Writes one RECORD whose record is already a JSON object (see
+    /// [`MessageWriter::write_record_json`]: the bytes are trusted).
+    pub fn write_record_json(
+        &mut self,
+        stream: &str,
+        record_json: &[u8],
+        version: Option<i64>,
+        time_extracted: Option<&str>,
+    ) -> Result<(), SdkError> {
+        self.writer
+            .write_record_json(stream, record_json, version, time_extracted)
+            .map_err(SdkError::stdout)?;
+        self.count(stream);
+        Ok(())
+    }
+
+    fn count(&mut self, stream: &str) {
         match self.counters.get_mut(stream) {
             Some(c) => c.add(1),
             None => {
@@ -133,7 +154,6 @@ impl TapContext {
                 self.counters.insert(stream.to_string(), c);
             }
         }
-        Ok(())
     }
 
     /// Writes ACTIVATE_VERSION.

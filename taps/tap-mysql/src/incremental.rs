@@ -1,0 +1,99 @@
+//! INCREMENTAL: rows whose replication key is at or after the bookmark, in key order, up to the
+//! largest key seen at start. The bookmark moves only after the rows it covers were written.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Value};
+use serde_json::{Value as Json, json};
+use singer_core::sdk::SdkError;
+use singer_core::sdk::tap::TapContext;
+
+use crate::full_table::now_rfc3339;
+use crate::sql;
+use crate::stream::StreamPlan;
+
+pub(crate) const REPLICATION_KEY: &str = "replication_key";
+pub(crate) const REPLICATION_KEY_VALUE: &str = "replication_key_value";
+
+pub(crate) async fn sync(
+    conn: &mut Conn,
+    ctx: &mut TapContext,
+    plan: &mut StreamPlan,
+    state_every: u64,
+) -> Result<(), SdkError> {
+    let id = plan.tap_stream_id.clone();
+    let Some(rk) = plan.replication_key.clone() else {
+        return Err(SdkError::Config(format!(
+            "stream `{id}` is INCREMENTAL but has no `replication-key` in its metadata"
+        )));
+    };
+    let Some(rk_pos) = plan.position(&rk) else {
+        return Err(SdkError::Config(format!(
+            "stream `{id}`: replication key `{rk}` is not a readable column of the table"
+        )));
+    };
+    let kind = plan.columns[rk_pos].kind.clone();
+    let bookmark = ctx.state().bookmark(&id).cloned().unwrap_or_default();
+    let same_key = bookmark.get(REPLICATION_KEY).and_then(Json::as_str) == Some(rk.as_str());
+    let start = bookmark
+        .get(REPLICATION_KEY_VALUE)
+        .filter(|_| same_key)
+        .filter(|v| !v.is_null())
+        .map(sql::from_state);
+    if !same_key && bookmark.contains_key(REPLICATION_KEY) {
+        tracing::warn!(stream = %id, "replication key changed to `{rk}`; reading from the start");
+    }
+    let table = sql::table_ref(&plan.database, &plan.table);
+    let col = sql::ident(&rk);
+    let ph = sql::placeholder(&kind);
+    let max: Option<Value> = conn
+        .exec_first(format!("SELECT MAX({col}) FROM {table}"), Params::Empty)
+        .await
+        .map_err(|e| SdkError::fatal(format!("stream `{id}`: reading MAX({rk}) failed"), e))?;
+    let max = max.filter(|v| *v != Value::NULL);
+    ctx.state_mut()
+        .set_bookmark_value(&id, REPLICATION_KEY, json!(rk));
+    let Some(max) = max else {
+        tracing::info!(stream = %id, "table has no rows with a replication key");
+        return Ok(());
+    };
+    let mut query = format!(
+        "SELECT {} FROM {table} WHERE {col} <= {ph}",
+        plan.select_list()
+    );
+    let mut params = vec![max];
+    if let Some(s) = start {
+        query.push_str(&format!(" AND {col} >= {ph}"));
+        params.push(s);
+    }
+    query.push_str(&format!(" ORDER BY {col}"));
+    let extracted = now_rfc3339();
+    let read_err = |e| SdkError::fatal(format!("stream `{id}`: reading rows failed"), e);
+    let mut result = conn
+        .exec_iter(query, Params::Positional(params))
+        .await
+        .map_err(read_err)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut rows: u64 = 0;
+    let mut last: Option<Value> = None;
+    while let Some(row) = result.next().await.map_err(read_err)? {
+        plan.encode(&mut buf, |i| row.as_ref(i), b"")?;
+        ctx.write_record_json(&id, &buf, None, Some(&extracted))?;
+        rows += 1;
+        last = row.as_ref(rk_pos).cloned();
+        if rows % state_every == 0 {
+            if let Some(v) = &last {
+                ctx.state_mut()
+                    .set_bookmark_value(&id, REPLICATION_KEY_VALUE, sql::to_state(v));
+            }
+            ctx.write_state()?;
+        }
+    }
+    drop(result);
+    plan.report_invalid();
+    if let Some(v) = &last {
+        ctx.state_mut()
+            .set_bookmark_value(&id, REPLICATION_KEY_VALUE, sql::to_state(v));
+    }
+    tracing::info!(stream = %id, rows, "incremental read finished");
+    Ok(())
+}
