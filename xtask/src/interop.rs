@@ -20,6 +20,11 @@ const SDK: Venv = Venv {
     name: "venv-sdk",
     packages: &["singer-sdk==0.54.9", "meltanolabs-target-csv==0.5.0"],
 };
+/// PipelineWise's target-postgres, the Python target most tap-mysql users pipe into.
+const PG: Venv = Venv {
+    name: "venv-pg",
+    packages: &["pipelinewise-target-postgres==2.1.2"],
+};
 const MARKER: &str = ".xtask-spec";
 
 struct Venv {
@@ -74,7 +79,7 @@ pub(crate) fn run() -> Result<PathBuf> {
         .arg("--version")
         .output()
         .map_err(|e| format!("{e}\nhint: run `cargo xtask services` to install python3"))?;
-    for venv in [&JSONL, &SDK] {
+    for venv in [&JSONL, &SDK, &PG] {
         venv.ensure(&python_version)?;
     }
     let streams = target_test_streams(&SDK.dir())?;
@@ -86,6 +91,10 @@ pub(crate) fn run() -> Result<PathBuf> {
         ("python_jsonl", path_string(&JSONL.bin("python"))),
         ("target_jsonl_py", path_string(&JSONL.bin("target-jsonl"))),
         ("target_csv_py", path_string(&SDK.bin("target-csv"))),
+        (
+            "target_postgres_py",
+            path_string(&PG.bin("target-postgres")),
+        ),
     ]);
     std::fs::write(&env_json, text)
         .map_err(|e| format!("failed to write {}: {e}", env_json.display()))?;

@@ -161,10 +161,11 @@ impl ColumnInfo {
             }
             Kind::Decimal { scale } => {
                 s.insert("type".into(), ty("number"));
-                let step = if *scale == 0 {
-                    "1".to_string()
-                } else {
-                    format!("1e-{scale}")
+                // Plain decimals while short (0.01), exponents beyond (1e-30).
+                let step = match *scale {
+                    0 => "1".to_string(),
+                    s @ 1..=10 => format!("0.{}1", "0".repeat(s as usize - 1)),
+                    s => format!("1e-{s}"),
                 };
                 s.insert("multipleOf".into(), number(&step));
             }

@@ -154,7 +154,7 @@ pub(crate) async fn snapshot(
         plan.encode(&mut buf, |i| row.as_ref(i), b"")?;
         ctx.write_record_json(&id, &buf, Some(version), Some(&extracted))?;
         rows += 1;
-        if resumable && rows % state_every == 0 {
+        if resumable && rows.is_multiple_of(state_every) {
             let values: Vec<Value> = key_pos
                 .iter()
                 .map(|&i| row.as_ref(i).cloned().unwrap_or(Value::NULL))

@@ -80,7 +80,7 @@ pub(crate) async fn sync(
         ctx.write_record_json(&id, &buf, None, Some(&extracted))?;
         rows += 1;
         last = row.as_ref(rk_pos).cloned();
-        if rows % state_every == 0 {
+        if rows.is_multiple_of(state_every) {
             if let Some(v) = &last {
                 ctx.state_mut()
                     .set_bookmark_value(&id, REPLICATION_KEY_VALUE, sql::to_state(v));

@@ -33,11 +33,11 @@ pub(crate) async fn run(
         return Ok(());
     }
     // An interrupted stream is finished first.
-    if let Some(cur) = ctx.state().currently_syncing().map(str::to_string) {
-        if let Some(i) = entries.iter().position(|e| e.tap_stream_id == cur) {
-            let e = entries.remove(i);
-            entries.insert(0, e);
-        }
+    if let Some(cur) = ctx.state().currently_syncing().map(str::to_string)
+        && let Some(i) = entries.iter().position(|e| e.tap_stream_id == cur)
+    {
+        let e = entries.remove(i);
+        entries.insert(0, e);
     }
     let mut conn = connector.connect().await?;
     let info = connect::server_info(&mut conn, config.engine).await?;

@@ -31,6 +31,9 @@ pub(crate) const LOG_POS: &str = "log_pos";
 pub(crate) const GTID: &str = "gtid";
 pub(crate) const INITIAL_COMPLETE: &str = "initial_binlog_complete";
 
+/// How often a `continuous` read emits STATE at a transaction boundary.
+const CONTINUOUS_STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// MariaDB's GTID event type, which mysql_common does not decode.
 const MARIADB_GTID_EVENT: u8 = 0xa2;
 
@@ -54,12 +57,12 @@ pub(crate) async fn check_server(conn: &mut Conn) -> Result<(), SdkError> {
             "binlog_format is {format}, not ROW; {fix}"
         )));
     }
-    if let Some(image) = connect::variable(conn, "binlog_row_image").await? {
-        if !image.eq_ignore_ascii_case("FULL") {
-            return Err(SdkError::Config(format!(
-                "binlog_row_image is {image}, not FULL; {fix}"
-            )));
-        }
+    if let Some(image) = connect::variable(conn, "binlog_row_image").await?
+        && !image.eq_ignore_ascii_case("FULL")
+    {
+        return Err(SdkError::Config(format!(
+            "binlog_row_image is {image}, not FULL; {fix}"
+        )));
     }
     Ok(())
 }
@@ -247,6 +250,8 @@ pub(crate) async fn sync(
     let mut committed = start.clone();
     let mut pending_gtid: Option<(u32, u32, u64)> = None;
     let mut since_state: u64 = 0;
+    let mut since_flush: u64 = 0;
+    let mut last_state = std::time::Instant::now();
     let mut total: u64 = 0;
     let mut buf = Vec::with_capacity(4096);
     while let Some(ev) = bs.next().await {
@@ -342,6 +347,7 @@ pub(crate) async fn sync(
                     s.plan.encode(&mut buf, |i| vals.get(i), extra.as_bytes())?;
                     ctx.write_record_json(&id, &buf, s.version, Some(&ts))?;
                     since_state += 1;
+                    since_flush += 1;
                     total += 1;
                 }
                 false
@@ -356,13 +362,22 @@ pub(crate) async fn sync(
             if let Some((d, srv, seq)) = pending_gtid.take() {
                 gtid.set(d, srv, seq);
             }
-            if since_state >= settings.state_every {
+            // Following the log, state also goes out every few seconds so an orchestrator
+            // can checkpoint a quiet stream.
+            let due = settings.continuous && last_state.elapsed() >= CONTINUOUS_STATE_EVERY;
+            if since_state >= settings.state_every || due {
+                last_state = std::time::Instant::now();
                 advance_all(ctx, &mut streams, &committed, &gtid);
                 ctx.write_state()?;
                 since_state = 0;
             }
             if !settings.continuous && committed >= end {
                 break;
+            }
+            if settings.continuous && since_flush > 0 {
+                // Followers see each transaction as soon as it is read.
+                ctx.flush()?;
+                since_flush = 0;
             }
         }
     }
@@ -381,10 +396,10 @@ pub(crate) async fn sync(
 }
 
 fn stream_error(id: &str, pos: &BinlogPos, e: mysql_async::Error) -> SdkError {
-    if let mysql_async::Error::Server(se) = &e {
-        if se.code == 1236 {
-            return purged_error(id, pos, &se.message);
-        }
+    if let mysql_async::Error::Server(se) = &e
+        && se.code == 1236
+    {
+        return purged_error(id, pos, &se.message);
     }
     SdkError::fatal(format!("reading the binlog from {pos} failed"), e)
 }

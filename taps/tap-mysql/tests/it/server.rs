@@ -1,0 +1,245 @@
+//! Test databases: a fresh database on the shared server, or a private MariaDB instance with a
+//! row-based binlog, started in a temporary directory on a free port and stopped on drop.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A database of one test, on some server.
+pub struct Db {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub name: String,
+}
+
+impl Db {
+    /// A fresh database on the shared server.
+    pub fn shared(tag: &str) -> Self {
+        let url = std::env::var("SINGER_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let rest = url.split("://").nth(1).unwrap();
+        let (user, rest) = rest.split_once('@').unwrap();
+        let hostport = rest.split('/').next().unwrap();
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+        Self::create(host, port.parse().unwrap(), user, tag)
+    }
+
+    fn create(host: &str, port: u16, user: &str, tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tm_{tag}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let db = Self {
+            host: host.into(),
+            port,
+            user: user.into(),
+            name,
+        };
+        db.exec_admin(&format!(
+            "DROP DATABASE IF EXISTS `{0}`; CREATE DATABASE `{0}` CHARACTER SET utf8mb4",
+            db.name
+        ));
+        db
+    }
+
+    /// Tap config for this database.
+    pub fn config(&self) -> Value {
+        json!({"host": self.host, "port": self.port, "user": self.user, "filter_dbs": self.name})
+    }
+
+    /// `<db>-<table>`.
+    pub fn stream(&self, table: &str) -> String {
+        format!("{}-{table}", self.name)
+    }
+
+    fn client(&self) -> Command {
+        let mut c = Command::new("mariadb");
+        c.args([
+            "--protocol=TCP",
+            "--default-character-set=utf8mb4",
+            "--batch",
+            "--skip-column-names",
+        ])
+        .arg(format!("-h{}", self.host))
+        .arg(format!("-P{}", self.port))
+        .arg(format!("-u{}", self.user));
+        c
+    }
+
+    fn exec_admin(&self, sql: &str) {
+        let out = self.client().arg("-e").arg(sql).output().unwrap();
+        assert!(
+            out.status.success(),
+            "SQL failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs SQL in this database (session time zone UTC, permissive sql_mode).
+    pub fn exec(&self, sql: &str) {
+        let full = format!("SET time_zone = '+00:00'; SET sql_mode = ''; {sql}");
+        let out = self
+            .client()
+            .arg(&self.name)
+            .arg("-e")
+            .arg(&full)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "SQL failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Rows of a query as tab-separated text lines.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        let out = self
+            .client()
+            .arg(&self.name)
+            .arg("-e")
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self
+            .client()
+            .arg("-e")
+            .arg(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .stderr(Stdio::null())
+            .output();
+    }
+}
+
+/// A private MariaDB server with `log_bin`, `binlog_format=ROW` and the given
+/// `binlog_row_metadata`, listening on 127.0.0.1 only.
+pub struct PrivateServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn tool(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = PathBuf::from(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from(name)
+}
+
+impl PrivateServer {
+    /// Starts a server; `full_metadata` sets `binlog_row_metadata=FULL` (else NO_LOG).
+    pub fn start(full_metadata: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new(tool("mariadb-install-db"))
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let d = dir.path();
+        let child = Command::new(tool("mariadbd"))
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg(format!("--log-bin={}", d.join("binlog").display()))
+            .args([
+                "--user=root",
+                "--binlog-format=ROW",
+                "--server-id=1",
+                "--skip-grant-tables",
+            ])
+            .args([
+                "--innodb-buffer-pool-size=16M",
+                "--character-set-server=utf8mb4",
+            ])
+            .arg(format!(
+                "--binlog-row-metadata={}",
+                if full_metadata { "FULL" } else { "NO_LOG" }
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = Command::new("mariadb")
+                .args(["--protocol=TCP", "-h127.0.0.1", "-uroot"])
+                .arg(format!("-P{port}"))
+                .args(["-e", "SELECT 1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "private MariaDB did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
+    /// A fresh database on this server.
+    pub fn db(&self, tag: &str) -> Db {
+        Db::create("127.0.0.1", self.port, "root", tag)
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
