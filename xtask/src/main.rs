@@ -28,6 +28,7 @@ macro_rules! step {
 
 mod apt;
 mod bench;
+mod bench_mysql;
 mod bench_pg;
 mod demo;
 mod interop;
@@ -55,6 +56,9 @@ Commands:
   bench target-postgres [--rows N]
              Load N mixed-type rows (default 1,000,000) with psql COPY (the raw limit) and
              with target-postgres; verify the data and report rows/s and peak memory
+  bench tap-mysql [--rows N] [--runs K]
+             Read N mixed-type rows from MariaDB with `mariadb --quick` (the raw limit) and
+             with tap-mysql FULL_TABLE, K times each; report medians and peak memory
   help       Print this help
 ";
 
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         "demo" => no_args(command, rest).and_then(|()| demo::run()),
         "bench" => match rest.split_first() {
             Some((what, more)) if what == "target-postgres" => bench_pg::run(more),
+            Some((what, more)) if what == "tap-mysql" => bench_mysql::run(more),
             _ => bench::run(rest),
         },
         "help" | "--help" | "-h" => {

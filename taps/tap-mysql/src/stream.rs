@@ -75,10 +75,10 @@ impl StreamPlan {
         };
         let mut columns = Vec::new();
         for (ordinal, c) in table.columns.iter().enumerate() {
+            // Columns the catalog does not list (added since discovery, or a catalog written
+            // by hand without properties) are read, as discovery selects them by default.
             let is_new = !known.contains_key(&c.name);
-            let wanted = selected.contains(&c.name)
-                || key_properties.contains(&c.name)
-                || (is_new && !known.is_empty());
+            let wanted = selected.contains(&c.name) || key_properties.contains(&c.name) || is_new;
             if !wanted {
                 continue;
             }

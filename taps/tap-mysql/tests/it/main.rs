@@ -11,6 +11,7 @@ mod incremental;
 mod interop;
 mod log_based;
 mod server;
+mod tls;
 mod types;
 
 use std::path::Path;

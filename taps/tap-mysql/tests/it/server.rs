@@ -153,6 +153,11 @@ fn tool(name: &str) -> PathBuf {
 impl PrivateServer {
     /// Starts a server; `full_metadata` sets `binlog_row_metadata=FULL` (else NO_LOG).
     pub fn start(full_metadata: bool) -> Self {
+        Self::start_with(full_metadata, &[])
+    }
+
+    /// Starts a server with extra `mariadbd` arguments.
+    pub fn start_with(full_metadata: bool, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = Command::new(tool("mariadb-install-db"))
@@ -195,6 +200,7 @@ impl PrivateServer {
                 "--binlog-row-metadata={}",
                 if full_metadata { "FULL" } else { "NO_LOG" }
             ))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
