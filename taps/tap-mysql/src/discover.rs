@@ -264,3 +264,51 @@ pub(crate) fn unsupported_selected(
         .map(|c| c.name.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, data_type: &str, column_type: &str, pk: bool) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            data_type: data_type.into(),
+            column_type: column_type.into(),
+            char_max_length: None,
+            numeric_precision: None,
+            numeric_scale: None,
+            charset: None,
+            is_primary: pk,
+            is_json_check: false,
+        }
+    }
+
+    #[test]
+    fn unsupported_types_are_listed_not_skipped() {
+        let table = Table {
+            database: "db".into(),
+            name: "t".into(),
+            is_view: false,
+            row_count: Some(7),
+            columns: vec![
+                col("id", "int", "int(11)", true),
+                col("v", "vector", "vector(3)", false),
+            ],
+            primary_key: vec!["id".into()],
+        };
+        let opts = KindOptions {
+            tinyint1_as_boolean: true,
+        };
+        let e = catalog_entry(&table, opts);
+        assert_eq!(e.tap_stream_id, "db-t");
+        let meta = e.metadata_at(&["properties", "v"]).unwrap();
+        assert_eq!(meta["inclusion"], json!("unsupported"));
+        assert_eq!(meta["selected-by-default"], json!(false));
+        assert_eq!(meta["sql-datatype"], json!("vector(3)"));
+        assert_eq!(
+            e.schema["properties"]["v"]["description"],
+            json!("unsupported column type vector(3)")
+        );
+        assert!(!e.selected_properties().contains(&"v".to_string()));
+    }
+}

@@ -1,11 +1,12 @@
 //! LOG_BASED: reads ROW events of the selected tables from the binlog, from the oldest stream
 //! bookmark up to the position captured when the read started (or on, with `continuous`).
 //!
-//! Bookmarks (`log_file`, `log_pos`, and `gtid` on MariaDB) only ever move to transaction
+//! Bookmarks (`log_file`, `log_pos`, and `gtid`) only ever move to transaction
 //! boundaries, and they move for every stream at each boundary, even when no selected table
 //! changed, so an idle table never pins an old binlog file.
 
 pub(crate) mod decode;
+pub(crate) mod gtid;
 pub(crate) mod position;
 
 use std::collections::HashMap;
@@ -24,7 +25,8 @@ use crate::config::{Engine, InvalidValuePolicy};
 use crate::connect::{self, Connector};
 use crate::discover::{self, Filter, Table};
 use crate::stream::{DELETED_AT, StreamPlan};
-use position::{BinlogPos, GtidPos};
+use gtid::Gtid;
+use position::BinlogPos;
 
 pub(crate) const LOG_FILE: &str = "log_file";
 pub(crate) const LOG_POS: &str = "log_pos";
@@ -165,6 +167,12 @@ impl LogStream {
     }
 }
 
+/// The GTID of the transaction being read, applied at its commit.
+enum PendingGtid {
+    Mariadb(u32, u32, u64),
+    Mysql(String, u64),
+}
+
 /// What a row event does.
 #[derive(Clone, Copy, PartialEq)]
 enum Change {
@@ -202,10 +210,11 @@ pub(crate) async fn sync(
     for s in &streams {
         ctx.write_schema_message(s.plan.schema_message())?;
     }
+    let engine = settings.engine;
     let mut gtid = start_gtid
         .as_deref()
-        .and_then(GtidPos::parse)
-        .unwrap_or_default();
+        .and_then(|g| Gtid::parse(engine, g))
+        .unwrap_or_else(|| Gtid::empty(engine));
     if start >= end && !settings.continuous {
         advance_all(ctx, &mut streams, &end, &gtid);
         tracing::info!(position = %end, "binlog: no new events since the bookmarks");
@@ -213,12 +222,7 @@ pub(crate) async fn sync(
     }
 
     let mut conn = connector.connect().await?;
-    let gtid_mode = settings.use_gtid && settings.engine == Engine::Mariadb && !gtid.is_empty();
-    if settings.use_gtid && settings.engine == Engine::Mysql {
-        tracing::warn!(
-            "use_gtid with MySQL: positions are kept as file and offset (GTID resume is MariaDB-only here)"
-        );
-    }
+    let gtid_mode = settings.use_gtid && !gtid.is_empty();
     let mut req = BinlogStreamRequest::new(settings.server_id);
     let set = |e| SdkError::fatal("cannot prepare the binlog request", e);
     if settings.engine == Engine::Mariadb {
@@ -227,13 +231,16 @@ pub(crate) async fn sync(
             .await
             .map_err(set)?;
     }
-    if gtid_mode {
+    if gtid_mode && engine == Engine::Mariadb {
         conn.exec_drop("SET @slave_connect_state = ?", (gtid.to_string(),))
             .await
             .map_err(set)?;
         conn.query_drop("SET @slave_gtid_strict_mode = 0")
             .await
             .map_err(set)?;
+    } else if gtid_mode {
+        // MySQL: COM_BINLOG_DUMP_GTID with the executed set; the server sends the rest.
+        req = req.with_gtid().with_gtid_set(gtid.mysql_sids());
     } else {
         req = req.with_filename(start.file.as_bytes()).with_pos(start.pos);
     }
@@ -248,7 +255,7 @@ pub(crate) async fn sync(
 
     let mut cur_file = start.file.clone();
     let mut committed = start.clone();
-    let mut pending_gtid: Option<(u32, u32, u64)> = None;
+    let mut pending_gtid: Option<PendingGtid> = None;
     let mut since_state: u64 = 0;
     let mut since_flush: u64 = 0;
     let mut last_state = std::time::Instant::now();
@@ -259,8 +266,8 @@ pub(crate) async fn sync(
         let header = ev.header();
         let next_pos = u64::from(header.log_pos());
         if header.event_type_raw() == MARIADB_GTID_EVENT {
-            if let Some((domain, seq)) = position::mariadb_gtid(ev.data()) {
-                pending_gtid = Some((domain, header.server_id(), seq));
+            if let Some((domain, seq)) = gtid::mariadb_event(ev.data()) {
+                pending_gtid = Some(PendingGtid::Mariadb(domain, header.server_id(), seq));
             }
             continue;
         }
@@ -276,6 +283,10 @@ pub(crate) async fn sync(
                 false
             }
             Some(EventData::XidEvent(_)) => true,
+            Some(EventData::GtidEvent(g)) => {
+                pending_gtid = Some(PendingGtid::Mysql(gtid::uuid_text(&g.sid()), g.gno()));
+                false
+            }
             Some(EventData::QueryEvent(q)) => q.query_raw() != b"BEGIN",
             Some(EventData::RowsEvent(rows)) => {
                 let Some(tme) = bs.get_tme(rows.table_id()) else {
@@ -359,8 +370,10 @@ pub(crate) async fn sync(
                 file: cur_file.clone(),
                 pos: next_pos,
             };
-            if let Some((d, srv, seq)) = pending_gtid.take() {
-                gtid.set(d, srv, seq);
+            match pending_gtid.take() {
+                Some(PendingGtid::Mariadb(d, srv, seq)) => gtid.set_mariadb(d, srv, seq),
+                Some(PendingGtid::Mysql(uuid, gno)) => gtid.add_mysql(&uuid, gno),
+                None => {}
             }
             // Following the log, state also goes out every few seconds so an orchestrator
             // can checkpoint a quiet stream.
@@ -405,7 +418,7 @@ fn stream_error(id: &str, pos: &BinlogPos, e: mysql_async::Error) -> SdkError {
 }
 
 /// Moves every stream's bookmark forward to `to`.
-fn advance_all(ctx: &mut TapContext, streams: &mut [LogStream], to: &BinlogPos, gtid: &GtidPos) {
+fn advance_all(ctx: &mut TapContext, streams: &mut [LogStream], to: &BinlogPos, gtid: &Gtid) {
     for s in streams.iter_mut() {
         if *to > s.pos {
             s.pos = to.clone();

@@ -1,8 +1,7 @@
 //! Binlog coordinates: file names ordered by their number (so `mysql-bin.1000000` comes after
-//! `mysql-bin.999999`), and MariaDB GTID positions.
+//! `mysql-bin.999999`).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 /// A position in the binlog: the start of the next event to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,50 +40,6 @@ impl std::fmt::Display for BinlogPos {
     }
 }
 
-/// A MariaDB GTID position: per replication domain, the last `server-seq` applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct GtidPos {
-    domains: BTreeMap<u32, (u32, u64)>,
-}
-
-impl GtidPos {
-    /// Parses `0-1-5,1-2-9` (empty means no position).
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        let mut domains = BTreeMap::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let mut it = part.split('-');
-            let d = it.next()?.parse().ok()?;
-            let srv = it.next()?.parse().ok()?;
-            let seq = it.next()?.parse().ok()?;
-            if it.next().is_some() {
-                return None;
-            }
-            domains.insert(d, (srv, seq));
-        }
-        Some(Self { domains })
-    }
-
-    /// Records a transaction's GTID.
-    pub(crate) fn set(&mut self, domain: u32, server: u32, seq: u64) {
-        self.domains.insert(domain, (server, seq));
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.domains.is_empty()
-    }
-}
-
-impl std::fmt::Display for GtidPos {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .domains
-            .iter()
-            .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
-            .collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
 /// The file name of a ROTATE event. The first (fake) rotation arrives before the format
 /// description, so its name still carries the 4-byte checksum; the server's list of binlog
 /// files tells where the name ends.
@@ -108,13 +63,6 @@ pub(crate) fn rotate_file_name(raw: &[u8], known: &[String]) -> String {
         }
         None => text.into_owned(),
     }
-}
-
-/// Decodes the body of a MariaDB GTID event (type 0xa2): `(domain, seq_no)`.
-pub(crate) fn mariadb_gtid(body: &[u8]) -> Option<(u32, u64)> {
-    let seq = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
-    let domain = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?);
-    Some((domain, seq))
 }
 
 #[cfg(test)]
@@ -144,13 +92,5 @@ mod tests {
         );
         assert_eq!(rotate_file_name(b"b.0000012", &known), "b.0000012");
         assert_eq!(rotate_file_name(b"b.000002", &known), "b.000002");
-    }
-
-    #[test]
-    fn gtid_positions_round_trip() {
-        let g = GtidPos::parse("1-2-9,0-1-5").unwrap();
-        assert_eq!(g.to_string(), "0-1-5,1-2-9");
-        assert!(GtidPos::parse("0-1").is_none());
-        assert!(GtidPos::parse("").unwrap().is_empty());
     }
 }
