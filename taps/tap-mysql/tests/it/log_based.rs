@@ -316,3 +316,26 @@ fn a_column_added_mid_binlog_yields_a_new_schema() {
         assert!(schema_at < Some(seen.len() - 1));
     }
 }
+
+#[test]
+fn a_minimal_row_image_is_refused_before_any_row_is_read() {
+    let server = PrivateServer::start_with(false, &["--binlog-row-image=MINIMAL"]);
+    let db = server.db("minimal");
+    db.exec("CREATE TABLE m (id INT PRIMARY KEY); INSERT INTO m VALUES (1)");
+    let dir = tempfile::tempdir().unwrap();
+    let id = db.stream("m");
+    let catalog = select(
+        &discover(dir.path(), &db.config()),
+        &[&id],
+        "LOG_BASED",
+        None,
+    );
+    let run = run_tap(dir.path(), &db.config(), Some(&catalog), None);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("binlog_row_image is MINIMAL, not FULL"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.messages.iter().all(|m| m["type"] != "RECORD"));
+}

@@ -156,13 +156,20 @@ impl PrivateServer {
         Self::start_with(full_metadata, &[])
     }
 
-    /// Starts a server with extra `mariadbd` arguments.
+    /// Starts a server with extra `mariadbd` arguments. A port taken between choosing and
+    /// binding it (tests start servers in parallel) is retried with another one.
     pub fn start_with(full_metadata: bool, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        // Each server keeps its temporary files to itself: bootstraps running in parallel
+        // otherwise collide on temporary table names in /tmp.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new(tool("mariadb-install-db"))
+            .env("TMPDIR", &tmp)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -175,58 +182,74 @@ impl PrivateServer {
             "mariadb-install-db: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
-        let d = dir.path();
-        let child = Command::new(tool("mariadbd"))
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", d.join("sock").display()))
-            .arg(format!("--pid-file={}", d.join("pid").display()))
-            .arg(format!("--log-error={}", d.join("error.log").display()))
-            .arg(format!("--log-bin={}", d.join("binlog").display()))
-            .args([
-                "--user=root",
-                "--binlog-format=ROW",
-                "--server-id=1",
-                "--skip-grant-tables",
-            ])
-            .args([
-                "--innodb-buffer-pool-size=16M",
-                "--character-set-server=utf8mb4",
-            ])
-            .arg(format!(
-                "--binlog-row-metadata={}",
-                if full_metadata { "FULL" } else { "NO_LOG" }
-            ))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ok = Command::new("mariadb")
-                .args(["--protocol=TCP", "-h127.0.0.1", "-uroot"])
-                .arg(format!("-P{port}"))
-                .args(["-e", "SELECT 1"])
+        for _ in 0..5 {
+            let port = free_port();
+            let d = dir.path();
+            let mut child = Command::new(tool("mariadbd"))
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
+                .arg(format!("--port={port}"))
+                .arg("--bind-address=127.0.0.1")
+                .arg(format!("--socket={}", d.join("sock").display()))
+                .arg(format!("--pid-file={}", d.join("pid").display()))
+                .arg(format!("--log-error={}", d.join("error.log").display()))
+                .arg(format!("--log-bin={}", d.join("binlog").display()))
+                .args([
+                    "--user=root",
+                    "--binlog-format=ROW",
+                    "--server-id=1",
+                    "--skip-grant-tables",
+                ])
+                .args([
+                    "--innodb-buffer-pool-size=16M",
+                    "--character-set-server=utf8mb4",
+                ])
+                .arg(format!(
+                    "--binlog-row-metadata={}",
+                    if full_metadata { "FULL" } else { "NO_LOG" }
+                ))
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                break;
+                .spawn()
+                .unwrap();
+            // Ready when the server answering on the port is this one (its data directory).
+            let want = format!("{}/", data.display());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let ready = loop {
+                if child.try_wait().unwrap().is_some() {
+                    break false; // exited: most likely the port was taken
+                }
+                let out = Command::new("mariadb")
+                    .args(["--protocol=TCP", "-h127.0.0.1", "-uroot", "-N", "-B"])
+                    .arg(format!("-P{port}"))
+                    .args(["-e", "SELECT @@datadir"])
+                    .stderr(Stdio::null())
+                    .output();
+                if out.is_ok_and(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == want
+                }) {
+                    break true;
+                }
+                if Instant::now() > deadline {
+                    let log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
+                    panic!("private MariaDB did not start:\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            if ready {
+                return Self {
+                    child,
+                    port,
+                    _dir: dir,
+                };
             }
-            assert!(Instant::now() < deadline, "private MariaDB did not start");
-            std::thread::sleep(Duration::from_millis(200));
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        server
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        panic!("private MariaDB did not start after 5 ports:\n{log}");
     }
 
     /// A fresh database on this server.
