@@ -1,0 +1,223 @@
+//! Moves the tap's output to the target through a bounded buffer, so the tap keeps extracting
+//! while the target flushes a batch, and looks at each line on the way (records and bytes per
+//! stream). Chunks always end at a line boundary.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::inspect::{Line, classify};
+
+/// Bytes read from the tap at a time (a chunk holds whole lines, so it may be longer).
+const CHUNK: usize = 256 << 10;
+
+/// Counts of one stream.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StreamCount {
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+}
+
+/// What has flowed so far.
+#[derive(Debug, Default)]
+pub(crate) struct Flow {
+    pub(crate) streams: BTreeMap<String, StreamCount>,
+    pub(crate) lines: u64,
+    pub(crate) bytes: u64,
+    pub(crate) states: u64,
+}
+
+pub(crate) type SharedFlow = Arc<Mutex<Flow>>;
+
+/// Where chunks go: the target's stdin, or the spool.
+pub(crate) trait ChunkSink: Send + 'static {
+    /// Takes one chunk of whole lines; `states` is how many STATE lines it holds.
+    fn write_chunk(&mut self, chunk: &[u8], states: u64) -> std::io::Result<()>;
+    /// No more chunks.
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// Plain pipe into a process.
+pub(crate) struct PipeSink<W: Write + Send + 'static>(pub(crate) Option<W>);
+
+impl<W: Write + Send + 'static> ChunkSink for PipeSink<W> {
+    fn write_chunk(&mut self, chunk: &[u8], _states: u64) -> std::io::Result<()> {
+        match &mut self.0 {
+            Some(w) => w.write_all(chunk),
+            None => Err(std::io::Error::other("sink closed")),
+        }
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(mut w) = self.0.take() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// How the pump ended.
+#[derive(Debug)]
+pub(crate) enum PumpEnd {
+    /// The tap's output ended and everything was handed to the sink.
+    Drained,
+    /// The sink failed (the target went away); the rest of the tap's output was dropped.
+    SinkFailed(String),
+    /// Reading the tap failed.
+    ReadFailed(String),
+}
+
+/// Starts the two pump threads; join the returned handle for the outcome.
+pub(crate) fn start<R, S>(
+    source: R,
+    sink: S,
+    buffer_bytes: u64,
+    flow: SharedFlow,
+) -> JoinHandle<PumpEnd>
+where
+    R: Read + Send + 'static,
+    S: ChunkSink,
+{
+    let slots = usize::try_from(buffer_bytes / CHUNK as u64)
+        .unwrap_or(1)
+        .max(1);
+    let (tx, rx) = sync_channel::<(Vec<u8>, u64)>(slots);
+    let writer = std::thread::spawn(move || write_loop(rx, sink));
+    std::thread::spawn(move || {
+        let read = read_loop(source, tx, &flow);
+        let wrote = writer
+            .join()
+            .unwrap_or_else(|_| Err("the writer thread panicked".into()));
+        match (read, wrote) {
+            (_, Err(e)) => PumpEnd::SinkFailed(e),
+            (Err(e), Ok(())) => PumpEnd::ReadFailed(e),
+            (Ok(()), Ok(())) => PumpEnd::Drained,
+        }
+    })
+}
+
+fn write_loop<S: ChunkSink>(rx: Receiver<(Vec<u8>, u64)>, mut sink: S) -> Result<(), String> {
+    for (chunk, states) in rx {
+        sink.write_chunk(&chunk, states)
+            .map_err(|e| format!("writing to the target failed: {e}"))?;
+    }
+    sink.finish()
+        .map_err(|e| format!("closing the target's input failed: {e}"))
+}
+
+fn read_loop<R: Read>(
+    mut source: R,
+    tx: SyncSender<(Vec<u8>, u64)>,
+    flow: &SharedFlow,
+) -> Result<(), String> {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading the tap's output failed: {e}")),
+        };
+        carry.extend_from_slice(&buf[..n]);
+        let Some(last_nl) = carry.iter().rposition(|&c| c == b'\n') else {
+            continue;
+        };
+        let rest = carry.split_off(last_nl + 1);
+        let chunk = std::mem::replace(&mut carry, rest);
+        let states = account(&chunk, flow);
+        if tx.send((chunk, states)).is_err() {
+            // The writer stopped: the sink failed.
+            return Ok(());
+        }
+    }
+    if !carry.is_empty() {
+        // A last line without a newline: pass it on, terminated.
+        carry.push(b'\n');
+        let states = account(&carry, flow);
+        let _ = tx.send((carry, states));
+    }
+    Ok(())
+}
+
+/// Counts a chunk's lines into `flow`; returns how many STATE lines it holds.
+fn account(chunk: &[u8], flow: &SharedFlow) -> u64 {
+    let mut local: BTreeMap<&str, StreamCount> = BTreeMap::new();
+    let (mut lines, mut states) = (0u64, 0u64);
+    for line in chunk.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+        lines += 1;
+        match classify(line) {
+            Line::Record(s) => {
+                let c = local.entry(s).or_default();
+                c.records += 1;
+                c.bytes += line.len() as u64 + 1;
+            }
+            Line::Schema(s) => {
+                local.entry(s).or_default().bytes += line.len() as u64 + 1;
+            }
+            Line::State => states += 1,
+            Line::Other => {}
+        }
+    }
+    if let Ok(mut f) = flow.lock() {
+        for (s, c) in local {
+            let e = f.streams.entry(s.to_string()).or_default();
+            e.records += c.records;
+            e.bytes += c.bytes;
+        }
+        f.lines += lines;
+        f.bytes += chunk.len() as u64;
+        f.states += states;
+    }
+    states
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Arc<Mutex<Vec<u8>>>);
+    impl ChunkSink for Collect {
+        fn write_chunk(&mut self, chunk: &[u8], _: u64) -> std::io::Result<()> {
+            assert_eq!(chunk.last(), Some(&b'\n'), "chunks end at a line boundary");
+            self.0.lock().unwrap().extend_from_slice(chunk);
+            Ok(())
+        }
+        fn finish(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn passes_every_byte_and_counts_streams() {
+        let mut input = Vec::new();
+        for i in 0..50_000 {
+            input.extend_from_slice(
+                format!(
+                    "{{\"type\":\"RECORD\",\"stream\":\"s{}\",\"record\":{{\"i\":{i}}}}}\n",
+                    i % 3
+                )
+                .as_bytes(),
+            );
+        }
+        input.extend_from_slice(b"{\"type\":\"STATE\",\"value\":{}}");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let flow = SharedFlow::default();
+        let end = start(
+            std::io::Cursor::new(input.clone()),
+            Collect(Arc::clone(&out)),
+            1 << 20,
+            Arc::clone(&flow),
+        )
+        .join()
+        .unwrap();
+        assert!(matches!(end, PumpEnd::Drained), "{end:?}");
+        input.push(b'\n');
+        assert_eq!(*out.lock().unwrap(), input);
+        let f = flow.lock().unwrap();
+        assert_eq!(f.streams["s0"].records, 16_667);
+        assert_eq!(f.states, 1);
+        assert_eq!(f.lines, 50_001);
+    }
+}

@@ -1,0 +1,135 @@
+//! Run records: one JSON line per run in `<home>/runs.jsonl`, listed by `singer runs`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::pump::StreamCount;
+
+/// What happened in one run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RunRecord {
+    pub(crate) run_id: String,
+    pub(crate) pipeline: String,
+    pub(crate) state_id: String,
+    pub(crate) attempt: u32,
+    pub(crate) started_at: String,
+    pub(crate) ended_at: Option<String>,
+    /// `succeeded`, `failed` or `dry-run`.
+    pub(crate) outcome: String,
+    pub(crate) error: Option<String>,
+    pub(crate) tap_exit: String,
+    pub(crate) target_exit: String,
+    #[serde(default)]
+    pub(crate) streams: BTreeMap<String, StreamCount>,
+    pub(crate) states_confirmed: u64,
+    pub(crate) state_advanced: bool,
+    #[serde(default)]
+    pub(crate) metrics: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tap_stderr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) target_stderr: Vec<String>,
+}
+
+impl RunRecord {
+    pub(crate) fn start(
+        pipeline: &str,
+        state_id: &str,
+        run_id: &str,
+        attempt: u32,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        Self {
+            run_id: run_id.into(),
+            pipeline: pipeline.into(),
+            state_id: state_id.into(),
+            attempt,
+            started_at: started.to_rfc3339(),
+            outcome: "running".into(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn dry(pipeline: &str, state_id: &str, run_id: &str) -> Self {
+        Self {
+            run_id: run_id.into(),
+            pipeline: pipeline.into(),
+            state_id: state_id.into(),
+            outcome: "dry-run".into(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn failed(mut self, error: String) -> Self {
+        self.outcome = "failed".into();
+        self.error = Some(error);
+        self.ended_at = Some(chrono::Utc::now().to_rfc3339());
+        self
+    }
+
+    /// Seconds between start and end.
+    pub(crate) fn duration_secs(&self) -> Option<f64> {
+        let s = chrono::DateTime::parse_from_rfc3339(&self.started_at).ok()?;
+        let e = chrono::DateTime::parse_from_rfc3339(self.ended_at.as_deref()?).ok()?;
+        Some((e - s).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+/// `INFO METRIC` lines of a run, summed per (source, metric, stream).
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    sums: BTreeMap<(String, String, String, String), f64>,
+}
+
+impl Metrics {
+    pub(crate) fn add(&mut self, role: &str, metric: &Value) {
+        let name = metric.get("metric").and_then(Value::as_str).unwrap_or("?");
+        let ty = metric.get("type").and_then(Value::as_str).unwrap_or("?");
+        let stream = metric
+            .get("tags")
+            .and_then(|t| t.get("stream").or_else(|| t.get("endpoint")))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let v = metric.get("value").and_then(Value::as_f64).unwrap_or(0.0);
+        *self
+            .sums
+            .entry((role.into(), ty.into(), name.into(), stream.into()))
+            .or_default() += v;
+    }
+
+    pub(crate) fn summary(&self) -> Vec<Value> {
+        self.sums
+            .iter()
+            .map(|((role, ty, name, stream), v)| {
+                serde_json::json!({"source": role, "type": ty, "metric": name, "stream": stream, "value": v})
+            })
+            .collect()
+    }
+}
+
+/// Appends a record to `<home>/runs.jsonl`.
+pub(crate) fn append(home: &Path, rec: &RunRecord) {
+    let path = home.join("runs.jsonl");
+    let line = serde_json::to_string(rec).unwrap_or_default();
+    let res = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = res {
+        tracing::warn!("cannot record the run in {}: {e}", path.display());
+    }
+}
+
+/// Every recorded run, oldest first.
+pub(crate) fn read_runs(home: &Path) -> Vec<RunRecord> {
+    std::fs::read_to_string(home.join("runs.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

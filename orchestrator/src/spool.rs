@@ -1,0 +1,381 @@
+//! The spool: the tap's output cut into zstd batch files with a manifest before it is loaded,
+//! so a failed or killed load is replayed without extracting again.
+//!
+//! Layout of `<home>/spool/<state id>/`:
+//! - `batch-000001.jsonl.zst`: Singer lines, whole, in tap order;
+//! - `batch-000001.schemas.jsonl`: the SCHEMA lines in effect when the batch starts (sent
+//!   first on replay, so each batch loads on its own);
+//! - `manifest.json`: the sealed batches, oldest first.
+//!
+//! A batch is removed once the target confirmed a state that follows all of its records (or the
+//! target exited successfully after reading it).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::project::SpoolConfig;
+use crate::run::inspect::{Line, classify};
+use crate::run::pump::ChunkSink;
+
+/// Serialises manifest updates from the sink and from confirmations.
+static MANIFEST: Mutex<()> = Mutex::new(());
+
+/// One sealed batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Batch {
+    pub(crate) seq: u64,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) lines: u64,
+    /// The last STATE value in the batch, if any.
+    pub(crate) last_state: Option<Value>,
+    /// True when no RECORD follows that state in the batch.
+    pub(crate) ends_with_state: bool,
+    pub(crate) sealed_at: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub(crate) batches: Vec<Batch>,
+    /// Index into `batches` after which confirmations are searched (targets confirm in order).
+    #[serde(default)]
+    pub(crate) confirmed_upto: usize,
+}
+
+fn batch_file(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("batch-{seq:06}.jsonl.zst"))
+}
+
+fn schemas_file(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("batch-{seq:06}.schemas.jsonl"))
+}
+
+pub(crate) fn read_manifest(dir: &Path) -> Manifest {
+    std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(m).map_err(|e| e.to_string())?;
+    crate::catalog::write_atomic(&dir.join("manifest.json"), text.as_bytes())
+}
+
+/// True when an earlier run left batches that were not confirmed.
+pub(crate) fn has_pending(dir: &Path) -> bool {
+    !read_manifest(dir).batches.is_empty()
+}
+
+/// Removes batches `..n` (and their files).
+fn drop_batches(dir: &Path, m: &mut Manifest, n: usize) {
+    for b in m.batches.drain(..n.min(m.batches.len())) {
+        let _ = std::fs::remove_file(batch_file(dir, b.seq));
+        let _ = std::fs::remove_file(schemas_file(dir, b.seq));
+    }
+    m.confirmed_upto = m.confirmed_upto.saturating_sub(n);
+}
+
+/// The target confirmed `state`: drop the batches whose records it covers.
+pub(crate) fn confirmed(dir: &Path, state: &Value) {
+    let _g = MANIFEST.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = read_manifest(dir);
+    let from = m.confirmed_upto.min(m.batches.len());
+    let Some(j) =
+        (from..m.batches.len()).find(|&i| m.batches[i].last_state.as_ref() == Some(state))
+    else {
+        return;
+    };
+    let n = if m.batches[j].ends_with_state {
+        j + 1
+    } else {
+        j
+    };
+    m.confirmed_upto = j;
+    drop_batches(dir, &mut m, n);
+    if let Err(e) = write_manifest(dir, &m) {
+        tracing::warn!("spool manifest: {e}");
+    }
+}
+
+/// The target exited successfully after reading every sealed batch: drop them all.
+pub(crate) fn loaded_all(dir: &Path) {
+    let _g = MANIFEST.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = read_manifest(dir);
+    let n = m.batches.len();
+    drop_batches(dir, &mut m, n);
+    if let Err(e) = write_manifest(dir, &m) {
+        tracing::warn!("spool manifest: {e}");
+    }
+}
+
+/// Writes every pending batch (schemas first) to `w`, oldest first.
+pub(crate) fn feed_all<W: Write>(dir: &Path, mut w: W) -> Result<(), String> {
+    let batches = {
+        let _g = MANIFEST.lock().unwrap_or_else(|p| p.into_inner());
+        read_manifest(dir).batches
+    };
+    for b in &batches {
+        let schemas = std::fs::read(schemas_file(dir, b.seq)).unwrap_or_default();
+        w.write_all(&schemas)
+            .map_err(|e| format!("writing to the target: {e}"))?;
+        feed_batch(dir, b.seq, &mut w)?;
+    }
+    w.flush().map_err(|e| format!("writing to the target: {e}"))
+}
+
+fn feed_batch<W: Write>(dir: &Path, seq: u64, w: &mut W) -> Result<(), String> {
+    let path = batch_file(dir, seq);
+    let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut dec =
+        zstd::stream::read::Decoder::new(f).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = dec
+            .read(&mut buf)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        w.write_all(&buf[..n])
+            .map_err(|e| format!("writing to the target: {e}"))?;
+    }
+}
+
+/// The open batch.
+struct Open {
+    seq: u64,
+    enc: zstd::stream::write::Encoder<'static, std::fs::File>,
+    started: Instant,
+    records: u64,
+    bytes: u64,
+    lines: u64,
+    last_state: Option<Value>,
+    ends_with_state: bool,
+}
+
+/// A [`ChunkSink`] that spools chunks into batch files and loads sealed batches into the
+/// target on a thread of its own.
+pub(crate) struct SpoolSink {
+    dir: PathBuf,
+    cfg: SpoolConfig,
+    open: Option<Open>,
+    next_seq: u64,
+    schemas: BTreeMap<String, Vec<u8>>,
+    loader: Option<(Sender<u64>, JoinHandle<Result<(), String>>)>,
+}
+
+impl SpoolSink {
+    pub(crate) fn create<W: Write + Send + 'static>(
+        dir: &Path,
+        cfg: &SpoolConfig,
+        target: W,
+    ) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let next_seq = read_manifest(dir).batches.last().map_or(1, |b| b.seq + 1);
+        let (tx, rx) = channel::<u64>();
+        let d = dir.to_path_buf();
+        let loader = std::thread::spawn(move || load_loop(&d, rx, target));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cfg: cfg.clone(),
+            open: None,
+            next_seq,
+            schemas: BTreeMap::new(),
+            loader: Some((tx, loader)),
+        })
+    }
+
+    fn open_batch(&mut self) -> std::io::Result<&mut Open> {
+        if self.open.is_none() {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let mut schemas = Vec::new();
+            for line in self.schemas.values() {
+                schemas.extend_from_slice(line);
+                schemas.push(b'\n');
+            }
+            std::fs::write(schemas_file(&self.dir, seq), schemas)?;
+            let f = std::fs::File::create(batch_file(&self.dir, seq))?;
+            let enc = zstd::stream::write::Encoder::new(f, 3)?;
+            self.open = Some(Open {
+                seq,
+                enc,
+                started: Instant::now(),
+                records: 0,
+                bytes: 0,
+                lines: 0,
+                last_state: None,
+                ends_with_state: false,
+            });
+        }
+        self.open
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no open batch"))
+    }
+
+    fn seal(&mut self) -> std::io::Result<()> {
+        let Some(o) = self.open.take() else {
+            return Ok(());
+        };
+        let f = o.enc.finish()?;
+        f.sync_all()?;
+        let batch = Batch {
+            seq: o.seq,
+            records: o.records,
+            bytes: o.bytes,
+            lines: o.lines,
+            last_state: o.last_state,
+            ends_with_state: o.ends_with_state,
+            sealed_at: chrono::Utc::now().to_rfc3339(),
+        };
+        {
+            let _g = MANIFEST.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = read_manifest(&self.dir);
+            m.batches.push(batch);
+            write_manifest(&self.dir, &m).map_err(std::io::Error::other)?;
+        }
+        if let Some((tx, _)) = &self.loader {
+            tx.send(o.seq)
+                .map_err(|_| std::io::Error::other("the loader stopped (the target went away)"))?;
+        }
+        Ok(())
+    }
+}
+
+impl ChunkSink for SpoolSink {
+    fn write_chunk(&mut self, chunk: &[u8], _states: u64) -> std::io::Result<()> {
+        for line in chunk.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            let kind = classify(line);
+            if let Line::Schema(s) = &kind {
+                self.schemas.insert((*s).to_string(), line.to_vec());
+            }
+            let (max_records, max_bytes, max_age) =
+                (self.cfg.max_records, self.cfg.max_bytes, self.cfg.max_age);
+            let o = self.open_batch()?;
+            o.enc.write_all(line)?;
+            o.enc.write_all(b"\n")?;
+            o.lines += 1;
+            o.bytes += line.len() as u64 + 1;
+            match kind {
+                Line::Record(_) => {
+                    o.records += 1;
+                    o.ends_with_state = false;
+                }
+                Line::State => {
+                    if let Some(v) = serde_json::from_slice::<Value>(line)
+                        .ok()
+                        .and_then(|m| m.get("value").cloned())
+                    {
+                        o.last_state = Some(v);
+                        o.ends_with_state = true;
+                    }
+                }
+                _ => {}
+            }
+            let full =
+                o.records >= max_records || o.bytes >= max_bytes || o.started.elapsed() >= max_age;
+            // Batches end after a STATE when they can, so each one is confirmed on its own.
+            if full && (o.ends_with_state || o.bytes >= max_bytes.saturating_mul(2)) {
+                self.seal()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.seal()?;
+        if let Some((tx, handle)) = self.loader.take() {
+            drop(tx);
+            handle
+                .join()
+                .map_err(|_| std::io::Error::other("the loader panicked"))?
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+}
+
+fn load_loop<W: Write>(dir: &Path, rx: Receiver<u64>, mut target: W) -> Result<(), String> {
+    for seq in rx {
+        feed_batch(dir, seq, &mut target)?;
+    }
+    target
+        .flush()
+        .map_err(|e| format!("writing to the target: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(records: u64) -> SpoolConfig {
+        SpoolConfig {
+            max_records: records,
+            max_bytes: 1 << 30,
+            max_age: std::time::Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn batches_cut_after_states_and_replay_on_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::sync::Arc::new(Mutex::new(Vec::new()));
+        struct W(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut sink = SpoolSink::create(dir.path(), &cfg(2), W(out.clone())).unwrap();
+        let input = concat!(
+            "{\"type\":\"SCHEMA\",\"stream\":\"s\",\"schema\":{},\"key_properties\":[]}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":1}}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":2}}\n",
+            "{\"type\":\"STATE\",\"value\":{\"n\":2}}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":3}}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":4}}\n",
+            "{\"type\":\"STATE\",\"value\":{\"n\":4}}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":5}}\n",
+        );
+        sink.write_chunk(input.as_bytes(), 2).unwrap();
+        sink.finish().unwrap();
+        // Everything reached the target in order.
+        assert_eq!(
+            String::from_utf8(out.lock().unwrap().clone()).unwrap(),
+            input
+        );
+        let m = read_manifest(dir.path());
+        assert_eq!(m.batches.len(), 3);
+        assert!(m.batches[0].ends_with_state && !m.batches[2].ends_with_state);
+        // Batch 2 starts with the schema in effect, so a replay of it alone is loadable.
+        let s2 = std::fs::read_to_string(schemas_file(dir.path(), 2)).unwrap();
+        assert!(s2.contains("\"SCHEMA\""));
+        // Confirming the first state drops the first batch only.
+        confirmed(dir.path(), &serde_json::json!({"n": 2}));
+        let m = read_manifest(dir.path());
+        assert_eq!(
+            m.batches.iter().map(|b| b.seq).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        let mut replay = Vec::new();
+        feed_all(dir.path(), &mut replay).unwrap();
+        let text = String::from_utf8(replay).unwrap();
+        assert!(text.starts_with("{\"type\":\"SCHEMA\""));
+        assert!(text.contains("\"i\":3") && !text.contains("\"i\":2"));
+        loaded_all(dir.path());
+        assert!(!has_pending(dir.path()));
+    }
+}
