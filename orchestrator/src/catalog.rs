@@ -25,16 +25,16 @@ pub(crate) fn discover(
     let cache = dir.join(format!("{}.json", crate::store::file_name(tap_name)));
     let key_path = dir.join(format!("{}.key", crate::store::file_name(tap_name)));
     let key = cache_key(program, args, config);
-    if !refresh && std::fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
-        if let Ok(text) = std::fs::read_to_string(&cache) {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                tracing::info!(
-                    tap = tap_name,
-                    "using the cached catalog (refresh with --refresh-catalog)"
-                );
-                return Ok(v);
-            }
-        }
+    if !refresh
+        && std::fs::read_to_string(&key_path).is_ok_and(|k| k == key)
+        && let Ok(text) = std::fs::read_to_string(&cache)
+        && let Ok(v) = serde_json::from_str::<Value>(&text)
+    {
+        tracing::info!(
+            tap = tap_name,
+            "using the cached catalog (refresh with --refresh-catalog)"
+        );
+        return Ok(v);
     }
     tracing::info!(tap = tap_name, "discovering");
     let out = Command::new(program)

@@ -11,7 +11,7 @@ use crate::store::{PgStore, Store};
 pub(crate) enum RunLock {
     File(std::fs::File),
     /// Held for its drop.
-    Postgres(#[allow(dead_code)] crate::store::postgres_lock::PgLock),
+    Postgres(#[allow(dead_code)] Box<crate::store::postgres_lock::PgLock>),
 }
 
 /// Why a lock was not taken.
@@ -74,13 +74,12 @@ pub(crate) fn acquire(
         .split_whitespace()
         .nth(1)
         .and_then(|p| p.parse::<u32>().ok())
+        && pid != std::process::id()
     {
-        if pid != std::process::id() {
-            tracing::warn!(
-                "the previous run of `{id}` ({}) ended without releasing its lock file; taking it over",
-                previous.trim()
-            );
-        }
+        tracing::warn!(
+            "the previous run of `{id}` ({}) ended without releasing its lock file; taking it over",
+            previous.trim()
+        );
     }
     let stamp = format!(
         "pid {} since {}\n",
@@ -96,7 +95,7 @@ pub(crate) fn acquire(
 
 fn acquire_pg(pg: &PgStore, url: &str, id: &str) -> Result<RunLock, LockError> {
     match pg.try_lock(url, id) {
-        Ok(Some(l)) => Ok(RunLock::Postgres(l)),
+        Ok(Some(l)) => Ok(RunLock::Postgres(Box::new(l))),
         Ok(None) => Err(LockError::Busy(format!(
             "state id `{id}` is already being run (advisory lock held in PostgreSQL)"
         ))),

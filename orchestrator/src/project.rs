@@ -183,12 +183,12 @@ impl Project {
                     .map_err(|e| format!("pipeline `{name}`: schedule `{s}`: {e}"))?;
             }
             for (id, o) in &p.streams {
-                if let Some(m) = &o.replication_method {
-                    if !matches!(m.as_str(), "FULL_TABLE" | "INCREMENTAL" | "LOG_BASED") {
-                        return Err(format!(
-                            "pipeline `{name}` stream `{id}`: replication_method must be FULL_TABLE, INCREMENTAL or LOG_BASED"
-                        ));
-                    }
+                if let Some(m) = &o.replication_method
+                    && !matches!(m.as_str(), "FULL_TABLE" | "INCREMENTAL" | "LOG_BASED")
+                {
+                    return Err(format!(
+                        "pipeline `{name}` stream `{id}`: replication_method must be FULL_TABLE, INCREMENTAL or LOG_BASED"
+                    ));
                 }
             }
         }

@@ -150,6 +150,9 @@ fn feed_batch<W: Write>(dir: &Path, seq: u64, w: &mut W) -> Result<(), String> {
     }
 }
 
+/// The thread loading sealed batches into the target, and how to hand it one.
+type Loader = (Sender<u64>, JoinHandle<Result<(), String>>);
+
 /// The open batch.
 struct Open {
     seq: u64,
@@ -170,7 +173,7 @@ pub(crate) struct SpoolSink {
     open: Option<Open>,
     next_seq: u64,
     schemas: BTreeMap<String, Vec<u8>>,
-    loader: Option<(Sender<u64>, JoinHandle<Result<(), String>>)>,
+    loader: Option<Loader>,
 }
 
 impl SpoolSink {

@@ -327,11 +327,12 @@ fn run_once(
         if target_status.is_none() {
             target_status = target_proc.child.try_wait().ok().flatten();
         }
-        if let Some(s) = target_status {
-            if tap_status.is_none() && (!s.success() || pump.is_finished()) {
-                // The target is gone: the tap's output has nowhere to go.
-                tap_proc.terminate(GRACE);
-            }
+        if let Some(s) = target_status
+            && tap_status.is_none()
+            && (!s.success() || pump.is_finished())
+        {
+            // The target is gone: the tap's output has nowhere to go.
+            tap_proc.terminate(GRACE);
         }
         if !timed_out && deadline.is_some_and(|d| Instant::now() > d) {
             timed_out = true;

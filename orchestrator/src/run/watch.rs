@@ -139,13 +139,13 @@ fn tick(flow: SharedFlow, streams: Vec<String>, mp: Option<MultiProgress>, stop:
 /// Passes a child's stderr on and collects its `INFO METRIC` lines.
 pub(crate) fn stderr_sink(metrics: Arc<Mutex<Metrics>>, printer: Printer) -> StderrSink {
     Box::new(move |role, line| {
-        if let Some(json) = line.split_once("METRIC:").map(|(_, j)| j.trim()) {
-            if let Ok(v) = serde_json::from_str::<Value>(json) {
-                if let Ok(mut m) = metrics.lock() {
-                    m.add(role, &v);
-                }
-                return;
+        if let Some(json) = line.split_once("METRIC:").map(|(_, j)| j.trim())
+            && let Ok(v) = serde_json::from_str::<Value>(json)
+        {
+            if let Ok(mut m) = metrics.lock() {
+                m.add(role, &v);
             }
+            return;
         }
         printer.line(role, line);
     })

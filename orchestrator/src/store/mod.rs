@@ -34,7 +34,7 @@ pub(crate) struct StateEntry {
 /// The configured store.
 pub(crate) enum Store {
     Local(LocalStore),
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 impl Store {
@@ -43,7 +43,7 @@ impl Store {
             StateStoreConfig::Local => Store::Local(LocalStore::new(home.join("state"))),
             StateStoreConfig::Postgres { url, schema } => {
                 let url = crate::project::interpolate_str(url).map_err(StoreError)?;
-                Store::Postgres(PgStore::connect(&url, schema)?)
+                Store::Postgres(Box::new(PgStore::connect(&url, schema)?))
             }
         })
     }
