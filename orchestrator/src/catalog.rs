@@ -66,6 +66,17 @@ pub(crate) fn discover(
     Ok(catalog)
 }
 
+/// A catalog given in the project instead of discovered.
+pub(crate) fn read_fixed(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    if !v.get("streams").is_some_and(Value::is_array) {
+        return Err(format!("{}: no `streams` array", path.display()));
+    }
+    Ok(v)
+}
+
 fn cache_key(program: &Path, args: &[String], config: &Value) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     program.hash(&mut h);

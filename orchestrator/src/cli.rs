@@ -471,10 +471,20 @@ fn check(file: Option<PathBuf>) -> CliResult {
     };
     match result {
         Ok(report) => {
-            println_stdout(&format!("{report:?}"));
+            let summary = serde_json::json!({
+                "valid": true, "messages": report.messages,
+                "records": report.records, "final_state": report.final_state,
+            });
+            println_stdout(&summary.to_string());
             Ok(())
         }
-        Err(v) => Err((1, format!("{v:?}"))),
+        Err(v) => {
+            let summary = serde_json::json!({
+                "valid": false, "kind": v.kind, "line": v.line, "message": v.message,
+            });
+            println_stdout(&summary.to_string());
+            Err((1, v.to_string()))
+        }
     }
 }
 

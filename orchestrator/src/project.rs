@@ -46,6 +46,10 @@ pub(crate) struct Plugin {
     /// singer-io taps).
     #[serde(default)]
     pub(crate) catalog_arg: Option<String>,
+    /// A fixed catalog file (relative to the project file) for taps that cannot discover;
+    /// when set, discovery is skipped.
+    #[serde(default)]
+    pub(crate) catalog: Option<PathBuf>,
     /// The connector's config; `${NAME}` in strings is replaced by environment variable NAME.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, Value>")]

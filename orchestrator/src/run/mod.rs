@@ -160,16 +160,19 @@ fn run_once(
     write_private(&target_cfg_path, &target_cfg).map_err(RunError::Config)?;
 
     let tap_program = env.program(tap);
-    let mut cat = catalog::discover(
-        env.home,
-        &pipeline.tap,
-        &tap_program,
-        &tap.args,
-        &tap_cfg,
-        &tap_cfg_path,
-        opts.refresh_catalog,
-    )
-    .map_err(RunError::Config)?;
+    let mut cat = match &tap.catalog {
+        Some(file) => catalog::read_fixed(&env.project_dir.join(file)).map_err(RunError::Config)?,
+        None => catalog::discover(
+            env.home,
+            &pipeline.tap,
+            &tap_program,
+            &tap.args,
+            &tap_cfg,
+            &tap_cfg_path,
+            opts.refresh_catalog,
+        )
+        .map_err(RunError::Config)?,
+    };
     let selected = catalog::apply(
         &mut cat,
         &Selection::of(pipeline, &opts.select, &opts.exclude),

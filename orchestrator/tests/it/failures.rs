@@ -1,0 +1,245 @@
+//! Failure of either side: the last confirmed state is kept, the other side is stopped, the
+//! report names what failed; a killed load is replayed from the spool.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{Project, bin, fake_tap, stderr};
+
+const SCHEMA: &str = r#"{"type":"SCHEMA","stream":"s","schema":{"type":"object","properties":{"i":{"type":"integer"}}},"key_properties":["i"]}"#;
+
+fn rec(i: u32) -> String {
+    format!(r#"{{"type":"RECORD","stream":"s","record":{{"i":{i}}}}}"#)
+}
+
+fn state(n: u32) -> String {
+    format!(r#"{{"type":"STATE","value":{{"bookmarks":{{"s":{{"n":{n}}}}}}}}}"#)
+}
+
+fn project(dest: &std::path::Path, tap: &str, target: &str, extra: &str) -> String {
+    format!(
+        r#"
+[taps.t]
+executable = "{tap}"
+[targets.jsonl]
+executable = "{target}"
+[targets.jsonl.config]
+destination_path = "{dest}"
+[pipelines.p]
+tap = "t"
+target = "jsonl"
+{extra}
+"#,
+        dest = dest.display()
+    )
+}
+
+#[test]
+fn a_failing_tap_keeps_the_last_confirmed_state() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let p = Project::new("");
+    let lines = [SCHEMA.to_string(), rec(1), state(1), rec(2)];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let tap = fake_tap(&p, "tap.sh", &lines, 3);
+    std::fs::write(
+        p.path().join("singer.toml"),
+        project(
+            out_dir.path(),
+            &tap.display().to_string(),
+            &bin("target-jsonl").display().to_string(),
+            "",
+        ),
+    )
+    .unwrap();
+    let out = p.singer(&["run", "p"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("tap `t` failed (exit 3)"), "{err}");
+    assert!(
+        err.contains("tap says goodbye"),
+        "the tap's last stderr lines are reported: {err}"
+    );
+    // The target committed what came before the failure and confirmed the state.
+    assert_eq!(p.state("p").unwrap(), json!({"bookmarks": {"s": {"n": 1}}}));
+    let runs = p.runs();
+    assert_eq!(runs[0]["outcome"], "failed");
+    assert_eq!(runs[0]["tap_exit"], "exit 3");
+    assert_eq!(runs[0]["target_exit"], "exit 0");
+}
+
+#[test]
+fn a_failing_target_stops_the_tap_and_keeps_the_stored_state() {
+    let p = Project::new("");
+    // A tap that would run forever.
+    let tap = p.script(
+        "tap.sh",
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in *--discover*) echo '{{\"streams\":[{{\"tap_stream_id\":\"s\",\"stream\":\"s\",\"schema\":{{}},\"metadata\":[{{\"breadcrumb\":[],\"metadata\":{{\"selected\":true}}}}]}}]}}'; exit 0;; esac\nprintf '%s\\n' '{SCHEMA}'\nwhile true; do printf '%s\\n' '{}'; sleep 0.01; done\n",
+            rec(1)
+        ),
+    );
+    let target = p.script(
+        "target.sh",
+        "#!/bin/sh\nhead -n 3 > /dev/null\necho 'target: disk full' >&2\nexit 4\n",
+    );
+    std::fs::write(
+        p.path().join("singer.toml"),
+        project(
+            p.path(),
+            &tap.display().to_string(),
+            &target.display().to_string(),
+            "",
+        ),
+    )
+    .unwrap();
+    let before = json!({"bookmarks": {"s": {"n": 0}}});
+    let mut set = p.command(&["state", "set", "p", "-"]);
+    set.stdin(std::process::Stdio::piped());
+    let mut child = set.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(before.to_string().as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let started = Instant::now();
+    let out = p.singer(&["run", "p"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the tap was not stopped"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("target `jsonl` failed (exit 4)"), "{err}");
+    assert!(err.contains("disk full"), "{err}");
+    assert_eq!(p.state("p").unwrap(), before);
+}
+
+/// A target killed in the middle of a load leaves its confirmed state and a spool; the spool is
+/// replayed into a working target without running the tap again.
+#[test]
+fn a_killed_target_leaves_a_replayable_spool() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let p = Project::new("");
+    let mut lines = vec![SCHEMA.to_string()];
+    for i in 1..=10 {
+        lines.push(rec(i));
+        if i % 2 == 0 {
+            lines.push(state(i));
+        }
+    }
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let tap = fake_tap(&p, "tap.sh", &lines, 0);
+    // Confirms the first two states it sees, then dies by SIGKILL.
+    let killer = p.script(
+        "killer.py",
+        "#!/usr/bin/env python3\nimport json, os, signal, sys\nseen = 0\nfor line in sys.stdin:\n    m = json.loads(line)\n    if m['type'] == 'STATE':\n        print(json.dumps(m['value']), flush=True)\n        seen += 1\n        if seen == 2:\n            os.kill(os.getpid(), signal.SIGKILL)\n",
+    );
+    let spool = "[pipelines.p.spool]\nmax_records = 2\n";
+    std::fs::write(
+        p.path().join("singer.toml"),
+        project(
+            out_dir.path(),
+            &tap.display().to_string(),
+            &killer.display().to_string(),
+            spool,
+        ),
+    )
+    .unwrap();
+    let out = p.singer(&["run", "p"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("killed by signal 9"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(p.state("p").unwrap(), json!({"bookmarks": {"s": {"n": 4}}}));
+    // The batches after the confirmed state are still spooled.
+    let list = p.singer(&["spool", "list", "p"]);
+    let batches: Vec<serde_json::Value> = String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!batches.is_empty());
+    let spooled: u64 = batches.iter().map(|b| b["records"].as_u64().unwrap()).sum();
+    assert_eq!(spooled, 6, "records 5..=10 wait in the spool: {batches:?}");
+
+    // Point the pipeline at a working target and replay; the tap is not run again.
+    std::fs::write(
+        p.path().join("tap.sh"),
+        "#!/bin/sh\necho 'the tap must not run' >&2\nexit 9\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.path().join("singer.toml"),
+        project(
+            out_dir.path(),
+            &tap.display().to_string(),
+            &bin("target-jsonl").display().to_string(),
+            spool,
+        ),
+    )
+    .unwrap();
+    let out = p.singer(&["spool", "replay", "p"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        p.state("p").unwrap(),
+        json!({"bookmarks": {"s": {"n": 10}}})
+    );
+    let loaded = std::fs::read_to_string(out_dir.path().join("s.jsonl")).unwrap();
+    assert_eq!(loaded.lines().count(), 6, "{loaded}");
+    let list = p.singer(&["spool", "list", "p"]);
+    assert!(
+        list.stdout.is_empty(),
+        "the spool is empty after the replay"
+    );
+}
+
+#[test]
+fn two_runs_of_one_pipeline_do_not_overlap() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let p = Project::new("");
+    let tap = p.script(
+        "tap.sh",
+        "#!/bin/sh\ncase \"$*\" in *--discover*) echo '{\"streams\":[{\"tap_stream_id\":\"s\",\"stream\":\"s\",\"schema\":{},\"metadata\":[{\"breadcrumb\":[],\"metadata\":{\"selected\":true}}]}]}'; exit 0;; esac\nsleep 3\n",
+    );
+    std::fs::write(
+        p.path().join("singer.toml"),
+        project(
+            out_dir.path(),
+            &tap.display().to_string(),
+            &bin("target-jsonl").display().to_string(),
+            "",
+        ),
+    )
+    .unwrap();
+    let mut first = p
+        .command(&["run", "p"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = p.path().join(".singer/locks/p.lock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("pid")) {
+        assert!(
+            Instant::now() < deadline,
+            "the first run did not take its lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = p.singer(&["run", "p"]);
+    assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("already being run (pid"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(first.wait().unwrap().success());
+    // Once the first finished, the pipeline runs again.
+    let third = p.singer(&["run", "p"]);
+    assert!(third.status.success(), "{}", stderr(&third));
+}
