@@ -16,6 +16,7 @@ pub(crate) fn discover(
     tap_name: &str,
     program: &Path,
     args: &[String],
+    env: &[(String, String)],
     config: &Value,
     config_path: &Path,
     refresh: bool,
@@ -39,6 +40,7 @@ pub(crate) fn discover(
     tracing::info!(tap = tap_name, "discovering");
     let out = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config_path)
         .arg("--discover")

@@ -293,6 +293,7 @@ fn dispatch(cli: Cli) -> CliResult {
                 &tap,
                 &env.program(plugin),
                 &plugin.args,
+                &project::resolve_env(&plugin.env).map_err(config_err)?,
                 &cfg,
                 &cfg_path,
                 refresh,

@@ -46,6 +46,9 @@ pub(crate) struct Plugin {
     /// singer-io taps).
     #[serde(default)]
     pub(crate) catalog_arg: Option<String>,
+    /// Environment variables for the process (`${NAME}` is replaced from the environment).
+    #[serde(default)]
+    pub(crate) env: BTreeMap<String, String>,
     /// A fixed catalog file (relative to the project file) for taps that cannot discover;
     /// when set, discovery is skipped.
     #[serde(default)]
@@ -219,6 +222,18 @@ impl Pipeline {
 pub(crate) fn resolve_config(config: &toml::Table) -> Result<Value, String> {
     let v = serde_json::to_value(config).map_err(|e| e.to_string())?;
     interpolate(v)
+}
+
+/// A plugin's environment with `${NAME}` replaced.
+pub(crate) fn resolve_env(env: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+    env.iter()
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                interpolate_str(v).map_err(|e| format!("env `{k}`: {e}"))?,
+            ))
+        })
+        .collect()
 }
 
 fn interpolate(v: Value) -> Result<Value, String> {

@@ -135,7 +135,7 @@ SELECT CAST(seq * 7 % 100000 AS SIGNED) - 50000, ELT(1 + seq % 4, 'new','paid','
   TIMESTAMP('2020-01-01 00:00:00') + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND,
   TIMESTAMP('2021-01-01 00:00:00') + INTERVAL seq SECOND,
   IF(seq % 5 = 0, NULL, DATE('2000-01-01') + INTERVAL (seq % 9000) DAY)
-FROM seq_1_to_{rows};"
+FROM bench_tap.seq_1_to_{rows};"
     );
     Cmd::new("mariadb")
         .args(["-uroot", "-h127.0.0.1", "-e"])

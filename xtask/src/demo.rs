@@ -1,204 +1,184 @@
-//! `cargo xtask demo`: run the example pipeline end to end and show what it wrote.
+//! `cargo xtask demo`: the main job. Seeds a small shop database in MariaDB, then moves it into
+//! PostgreSQL with `singer run` (tap-mysql into target-postgres) and shows what landed and the
+//! stored state.
 //!
-//! `demo-api` serves a paginated JSON API on a free loopback port, `tap-pages` reads it and
-//! emits Singer messages, and `target-jsonl` writes one JSONL file per stream. The target's
-//! stdout (the STATE it echoes once data is durable) is kept in `target/demo/state.json`.
+//! Run it again and the second run is incremental: each invocation after the first adds a few
+//! orders and changes one in MariaDB, and only those move (the `orders` stream replicates by
+//! `updated_at`; the small tables are copied in full).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
 
 use crate::process::Cmd;
-use crate::{Result, cargo, json, services};
+use crate::{Result, cargo, services};
 
-/// Lines shown from the head of each output file.
-const HEAD_LINES: usize = 3;
-/// Longest line shown in the summary, in characters.
-const MAX_LINE: usize = 160;
+const DATABASE: &str = "singer_demo";
+const SCHEMA: &str = "singer_demo";
 
 pub(crate) fn run() -> Result {
     services::run()?;
-    step!("demo: building tap-pages, demo-api and target-jsonl (release)");
-    // Binaries are picked by name across the workspace: `-p A --bin x -p B --bin y` makes cargo
-    // look for every `--bin` in one package only.
+    step!("demo: building singer, tap-mysql and target-postgres (release)");
     cargo()
         .args(["build", "--release", "--locked"])
         .args([
             "--bin",
-            "tap-pages",
+            "singer",
             "--bin",
-            "demo-api",
+            "tap-mysql",
             "--bin",
-            "target-jsonl",
+            "target-postgres",
         ])
         .run()?;
     let bin = crate::target_dir().join("release");
     let demo_dir = crate::repo_root().join("target/demo");
-    let out_dir = demo_dir.join("out");
-    let work_dir = demo_dir.join("config");
-    // A fresh output directory each run, so the summary shows this run only.
-    if out_dir.exists() {
-        std::fs::remove_dir_all(&out_dir)
-            .map_err(|e| format!("failed to remove {}: {e}", out_dir.display()))?;
-    }
-    for dir in [&out_dir, &work_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
-    }
+    std::fs::create_dir_all(&demo_dir)
+        .map_err(|e| format!("failed to create {}: {e}", demo_dir.display()))?;
 
-    let api = ApiServer::start(&bin.join("demo-api"))?;
-    step!("demo: demo-api listening on {}", api.url);
-    let tap_config = work_dir.join("tap-config.json");
-    let target_config = work_dir.join("target-config.json");
-    write(&tap_config, &json::object(&[("base_url", api.url.clone())]))?;
-    let destination = out_dir.to_string_lossy().into_owned();
-    write(
-        &target_config,
-        &json::object(&[("destination_path", destination)]),
-    )?;
-    let state_path = demo_dir.join("state.json");
-    pipeline(&bin, &tap_config, &target_config, &state_path)?;
-    drop(api);
+    let first = seed()?;
+    if !first {
+        step!("demo: adding 3 orders and updating order 1 in MariaDB since the last run");
+        mariadb(&format!(
+            "SET time_zone = '+00:00';
+             INSERT INTO {DATABASE}.orders (customer_id, status, total, items, updated_at)
+               SELECT 1 + seq % 3, 'new', 10.5 * seq, JSON_ARRAY(JSON_OBJECT('sku', 'X-1', 'qty', seq)),
+                      UTC_TIMESTAMP(6) FROM {DATABASE}.seq_1_to_3;
+             UPDATE {DATABASE}.orders SET status = 'shipped', updated_at = UTC_TIMESTAMP(6) WHERE id = 1;"
+        ))?;
+    }
+    let project = demo_dir.join("singer.toml");
+    let text = format!(
+        r#"# Written by `cargo xtask demo`.
+[taps.shop]
+executable = "{tap}"
+[taps.shop.config]
+host = "127.0.0.1"
+user = "root"
+filter_dbs = "{DATABASE}"
+[taps.shop.env]
+RUST_LOG = "warn"
 
-    summary(&out_dir, &state_path)
+[targets.warehouse]
+executable = "{target}"
+[targets.warehouse.config]
+host = "127.0.0.1"
+user = "postgres"
+database = "test"
+default_target_schema = "{SCHEMA}"
+[targets.warehouse.env]
+RUST_LOG = "warn"
+
+[pipelines.demo]
+tap = "shop"
+target = "warehouse"
+select = ["{DATABASE}-*"]
+[pipelines.demo.streams."{DATABASE}-orders"]
+replication_method = "INCREMENTAL"
+replication_key = "updated_at"
+"#,
+        tap = bin.join("tap-mysql").display(),
+        target = bin.join("target-postgres").display(),
+    );
+    std::fs::write(&project, text).map_err(|e| format!("{}: {e}", project.display()))?;
+
+    step!("demo: singer run demo ({})", project.display());
+    singer(&bin, &project, &["run", "demo"]).run()?;
+    show(&bin, &project)
 }
 
-/// The API server child; killed when dropped, whether the demo succeeded or not.
-struct ApiServer {
-    child: Child,
-    url: String,
-}
-
-impl ApiServer {
-    fn start(program: &Path) -> Result<Self> {
-        let (mut child, shown) = Cmd::new(program)
-            .args(["--port", "0", "--pages", "3", "--page-size", "5"])
-            .spawn(Stdio::null(), Stdio::piped(), Stdio::inherit())?;
-        let Some(stdout) = child.stdout.take() else {
-            return Err(format!("`{shown}` has no stdout"));
-        };
-        // Read the first line on a thread so a silent server cannot hang the demo; the thread
-        // then keeps draining stdout so the server never blocks on a full pipe.
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let read = reader.read_line(&mut first).map(|_| first);
-            let _ = sender.send(read);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let mut server = Self {
-            child,
-            url: String::new(),
-        };
-        match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(line)) if line.trim().starts_with("http") => {
-                server.url = line.trim().to_owned();
-                Ok(server)
-            }
-            Ok(Ok(line)) => Err(format!(
-                "`{shown}` printed {:?} instead of its URL as the first line",
-                line.trim()
-            )),
-            Ok(Err(e)) => Err(format!("failed to read the URL from `{shown}`: {e}")),
-            Err(_) => Err(format!("`{shown}` printed no URL within 30 s")),
-        }
+/// Creates the database on first use; returns whether it did.
+fn seed() -> Result<bool> {
+    let exists = Cmd::new("mariadb")
+        .args(["-uroot", "-h127.0.0.1", "-N", "-B", "-e"])
+        .arg(format!("SELECT COUNT(*) FROM {DATABASE}.orders"))
+        .succeeds();
+    if exists {
+        return Ok(false);
     }
+    step!("demo: seeding MariaDB database {DATABASE} (customers, products, orders)");
+    mariadb(&format!(
+        "SET NAMES utf8mb4; SET time_zone = '+00:00';
+DROP DATABASE IF EXISTS {DATABASE}; CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4;
+CREATE TABLE {DATABASE}.customers (
+  id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(80) NOT NULL, email VARCHAR(120),
+  vip TINYINT(1) NOT NULL DEFAULT 0, created_at DATETIME(6) NOT NULL);
+INSERT INTO {DATABASE}.customers (name, email, vip, created_at) VALUES
+  ('Zoë Ångström', 'zoe@example.com', 1, '2024-01-02 03:04:05.123456'),
+  ('José \"Pepe\" Núñez', NULL, 0, '2024-02-29 12:00:00'),
+  ('李小龙 🐉', 'lee@example.com', 0, '2024-03-01 00:00:00.000001');
+CREATE TABLE {DATABASE}.products (
+  sku VARCHAR(20) PRIMARY KEY, title TEXT, price DECIMAL(12,2) NOT NULL, weight_kg DOUBLE,
+  tags SET('new','sale','eco'), added DATE);
+INSERT INTO {DATABASE}.products VALUES
+  ('X-1', 'Widget', 9.99, 0.25, 'new,eco', '2023-12-31'),
+  ('X-2', 'Gadget with a\\ttab', 1234567890.12, NULL, '', NULL);
+CREATE TABLE {DATABASE}.orders (
+  id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, customer_id INT UNSIGNED NOT NULL,
+  status ENUM('new','paid','shipped') NOT NULL, total DECIMAL(10,2) NOT NULL, items JSON,
+  updated_at TIMESTAMP(6) NOT NULL);
+INSERT INTO {DATABASE}.orders (customer_id, status, total, items, updated_at)
+  SELECT 1 + seq % 3, ELT(1 + seq % 3, 'new', 'paid', 'shipped'), seq * 3.25,
+         JSON_ARRAY(JSON_OBJECT('sku', 'X-1', 'qty', seq)),
+         TIMESTAMP('2024-05-01 00:00:00') + INTERVAL seq MINUTE
+  FROM {DATABASE}.seq_1_to_20;"
+    ))?;
+    Ok(true)
 }
 
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn mariadb(sql: &str) -> Result {
+    Cmd::new("mariadb")
+        .args([
+            "-uroot",
+            "-h127.0.0.1",
+            "--default-character-set=utf8mb4",
+            "-e",
+        ])
+        .arg(sql)
+        .run()
 }
 
-/// `tap-pages --config TAP | target-jsonl --config TARGET > STATE`, both checked.
-fn pipeline(bin: &Path, tap_config: &Path, target_config: &Path, state_path: &Path) -> Result {
-    step!("demo: tap-pages | target-jsonl");
-    let (mut tap, tap_shown) = Cmd::new(bin.join("tap-pages"))
-        .arg("--config")
-        .arg(tap_config)
-        .spawn(Stdio::null(), Stdio::piped(), Stdio::inherit())?;
-    let Some(tap_stdout) = tap.stdout.take() else {
-        return Err(format!("`{tap_shown}` has no stdout"));
+fn singer(bin: &Path, project: &Path, args: &[&str]) -> Cmd {
+    Cmd::new(bin.join("singer"))
+        .arg("--project")
+        .arg(project)
+        .args(args)
+}
+
+fn show(bin: &Path, project: &Path) -> Result {
+    let psql = |sql: &str| -> Result {
+        Cmd::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-X",
+                "-P",
+                "pager=off",
+                "-c",
+            ])
+            .arg(sql)
+            .run()
     };
-    let state_file = std::fs::File::create(state_path)
-        .map_err(|e| format!("failed to create {}: {e}", state_path.display()))?;
-    let spawned = Cmd::new(bin.join("target-jsonl"))
-        .arg("--config")
-        .arg(target_config)
-        .spawn(
-            Stdio::from(tap_stdout),
-            Stdio::from(state_file),
-            Stdio::inherit(),
-        );
-    let (mut target, target_shown) = match spawned {
-        Ok(started) => started,
-        Err(e) => {
-            let _ = tap.kill();
-            let _ = tap.wait();
-            return Err(e);
-        }
-    };
-    let tap_status = tap
-        .wait()
-        .map_err(|e| format!("failed to wait for `{tap_shown}`: {e}"))?;
-    let target_status = target
-        .wait()
-        .map_err(|e| format!("failed to wait for `{target_shown}`: {e}"))?;
-    match (tap_status.success(), target_status.success()) {
-        (true, true) => Ok(()),
-        (false, _) => Err(format!("`{tap_shown}` failed ({tap_status})")),
-        (true, false) => Err(format!("`{target_shown}` failed ({target_status})")),
-    }
-}
-
-/// Prints the files written, with line counts and first lines, and the final state.
-fn summary(out_dir: &Path, state_path: &Path) -> Result {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
-        .map_err(|e| format!("failed to read {}: {e}", out_dir.display()))?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(format!(
-            "the pipeline wrote no files into {}",
-            out_dir.display()
-        ));
-    }
-    println!("Files written to {}:", out_dir.display());
-    for file in &files {
-        let text = read(file)?;
-        let name = file.file_name().unwrap_or_default().to_string_lossy();
-        println!("\n  {name} ({} lines)", text.lines().count());
-        for line in text.lines().take(HEAD_LINES) {
-            println!("    {}", shorten(line));
-        }
-    }
-    let state = read(state_path)?;
-    let last = state.lines().rev().find(|line| !line.trim().is_empty());
-    println!("\nFinal state ({}):", state_path.display());
-    println!("  {}", last.map_or("(none emitted)".to_owned(), shorten));
+    eprintln!("\n== What landed in PostgreSQL (schema {SCHEMA}) ==");
+    psql(&format!(
+        "SELECT 'customers' AS table, count(*) AS rows FROM {SCHEMA}.customers
+         UNION ALL SELECT 'products', count(*) FROM {SCHEMA}.products
+         UNION ALL SELECT 'orders', count(*) FROM {SCHEMA}.orders"
+    ))?;
+    psql(&format!(
+        "SELECT id, name, email, vip, created_at FROM {SCHEMA}.customers ORDER BY id"
+    ))?;
+    psql(&format!(
+        "SELECT sku, title, price, tags, added FROM {SCHEMA}.products ORDER BY sku"
+    ))?;
+    psql(&format!(
+        "SELECT id, status, total, items, updated_at FROM {SCHEMA}.orders ORDER BY updated_at DESC, id DESC LIMIT 5"
+    ))?;
+    eprintln!("\n== The state singer stored (the next run starts here) ==");
+    singer(bin, project, &["state", "get", "demo"]).run()?;
+    eprintln!("\n== Runs so far ==");
+    singer(bin, project, &["runs", "--limit", "5"]).run()?;
+    eprintln!("\nRun `cargo xtask demo` again: new and changed orders move incrementally.");
     Ok(())
-}
-
-fn shorten(line: &str) -> String {
-    if line.chars().count() <= MAX_LINE {
-        line.to_owned()
-    } else {
-        let head: String = line.chars().take(MAX_LINE).collect();
-        format!("{head}...")
-    }
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| format!("failed to read {}: {e}", path.display()))
-}
-
-fn write(path: &Path, text: &str) -> Result {
-    std::fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", path.display()))
 }

@@ -51,7 +51,8 @@ Commands:
   test       services + interop, then fmt, clippy and the whole test suite
                --no-lint     skip `cargo fmt --check` and clippy
                -- ARGS       passed to the test runner (e.g. a test filter)
-  demo       services, then run the demo pipeline (tap-pages | target-jsonl) and show the result
+  demo       services, then `singer run` a seeded MariaDB shop into PostgreSQL and show the result
+             (run it again for an incremental run)
   bench      Run the singer-core reader benchmark; ARGS are passed to `cargo bench`
   bench target-postgres [--rows N]
              Load N mixed-type rows (default 1,000,000) with psql COPY (the raw limit) and

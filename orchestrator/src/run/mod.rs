@@ -167,6 +167,7 @@ fn run_once(
             &pipeline.tap,
             &tap_program,
             &tap.args,
+            &project::resolve_env(&tap.env).map_err(RunError::Config)?,
             &tap_cfg,
             &tap_cfg_path,
             opts.refresh_catalog,
@@ -255,10 +256,13 @@ fn run_once(
         }
     }
 
+    let tap_env = project::resolve_env(&tap.env).map_err(RunError::Config)?;
+    let target_env = project::resolve_env(&target.env).map_err(RunError::Config)?;
     let mut target_proc = Proc::spawn(
         "target",
         &env.program(target),
         &target_args,
+        &target_env,
         env.project_dir,
         true,
         watch::stderr_sink(Arc::clone(&metrics), watcher.printer()),
@@ -270,6 +274,7 @@ fn run_once(
         "tap",
         &tap_program,
         &tap_args,
+        &tap_env,
         env.project_dir,
         false,
         watch::stderr_sink(Arc::clone(&metrics), watcher.printer()),
@@ -464,10 +469,12 @@ fn replay(
     base: Option<Value>,
 ) -> Result<Option<Value>, String> {
     tracing::info!(spool = %spool_dir.display(), "replaying spooled batches into the target");
+    let target_env = project::resolve_env(&target.env)?;
     let mut proc = Proc::spawn(
         "target",
         &env.program(target),
         target_args,
+        &target_env,
         env.project_dir,
         true,
         Box::new(|role, line| tracing::info!(source = role, "{line}")),

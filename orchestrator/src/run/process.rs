@@ -31,12 +31,14 @@ impl Proc {
         role: &'static str,
         program: &Path,
         args: &[String],
+        env: &[(String, String)],
         dir: &Path,
         stdin: bool,
         mut on_stderr: StderrSink,
     ) -> Result<Self, String> {
         let mut cmd = Command::new(program);
         cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(dir)
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())

@@ -120,7 +120,8 @@ impl PgStore {
         Ok(rows.iter().map(|r| r.get::<_, Value>(0)).collect())
     }
 
-    /// Takes the run lock of `id` on a connection of its own; `None` if another run holds it.
+    /// Takes the run lock of `id` (per store schema) on a connection of its own; `None` if
+    /// another run holds it.
     pub(crate) fn try_lock(&self, url: &str, id: &str) -> Result<Option<PgLock>, StoreError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -129,8 +130,8 @@ impl PgStore {
         let client = open(&rt, url)?;
         let got: bool = rt
             .block_on(client.query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended('singer-run:' || $1, 0))",
-                &[&id],
+                "SELECT pg_try_advisory_lock(hashtextextended('singer-run:' || $1 || ':' || $2, 0))",
+                &[&self.schema, &id],
             ))
             .map_err(pg)?
             .get(0);

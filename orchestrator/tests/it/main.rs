@@ -8,6 +8,7 @@ mod commands;
 mod failures;
 mod pipelines;
 mod schedule;
+mod state_store;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
