@@ -9,18 +9,31 @@ use serde_json::{Value, json};
 
 use crate::project::{Pipeline, StreamOverride};
 
-/// The catalog of `tap` (config at `config_path`), from the cache unless `refresh` or the tap's
-/// executable, arguments or config changed since it was discovered.
+/// How to run a tap for discovery.
+pub(crate) struct TapCommand<'a> {
+    pub(crate) program: &'a Path,
+    pub(crate) args: &'a [String],
+    pub(crate) env: &'a [(String, String)],
+    /// The resolved config (part of the cache key) and the file holding it.
+    pub(crate) config: &'a Value,
+    pub(crate) config_path: &'a Path,
+}
+
+/// The catalog of `tap_name`, from the cache unless `refresh` or the tap's executable,
+/// arguments or config changed since it was discovered.
 pub(crate) fn discover(
     home: &Path,
     tap_name: &str,
-    program: &Path,
-    args: &[String],
-    env: &[(String, String)],
-    config: &Value,
-    config_path: &Path,
+    tap: &TapCommand<'_>,
     refresh: bool,
 ) -> Result<Value, String> {
+    let TapCommand {
+        program,
+        args,
+        env,
+        config,
+        config_path,
+    } = *tap;
     let dir = home.join("catalogs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let cache = dir.join(format!("{}.json", crate::store::file_name(tap_name)));

@@ -288,17 +288,17 @@ fn dispatch(cli: Cli) -> CliResult {
                 store: &store,
                 shutdown: Arc::new(AtomicBool::new(false)),
             };
-            let catalog = crate::catalog::discover(
-                &l.home,
-                &tap,
-                &env.program(plugin),
-                &plugin.args,
-                &project::resolve_env(&plugin.env).map_err(config_err)?,
-                &cfg,
-                &cfg_path,
-                refresh,
-            )
-            .map_err(|e| (1, e))?;
+            let tap_env = project::resolve_env(&plugin.env).map_err(config_err)?;
+            let program = env.program(plugin);
+            let cmd = crate::catalog::TapCommand {
+                program: &program,
+                args: &plugin.args,
+                env: &tap_env,
+                config: &cfg,
+                config_path: &cfg_path,
+            };
+            let catalog =
+                crate::catalog::discover(&l.home, &tap, &cmd, refresh).map_err(|e| (1, e))?;
             println_stdout(&serde_json::to_string_pretty(&catalog).unwrap_or_default());
             Ok(())
         }

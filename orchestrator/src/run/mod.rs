@@ -162,17 +162,18 @@ fn run_once(
     let tap_program = env.program(tap);
     let mut cat = match &tap.catalog {
         Some(file) => catalog::read_fixed(&env.project_dir.join(file)).map_err(RunError::Config)?,
-        None => catalog::discover(
-            env.home,
-            &pipeline.tap,
-            &tap_program,
-            &tap.args,
-            &project::resolve_env(&tap.env).map_err(RunError::Config)?,
-            &tap_cfg,
-            &tap_cfg_path,
-            opts.refresh_catalog,
-        )
-        .map_err(RunError::Config)?,
+        None => {
+            let tap_env = project::resolve_env(&tap.env).map_err(RunError::Config)?;
+            let cmd = catalog::TapCommand {
+                program: &tap_program,
+                args: &tap.args,
+                env: &tap_env,
+                config: &tap_cfg,
+                config_path: &tap_cfg_path,
+            };
+            catalog::discover(env.home, &pipeline.tap, &cmd, opts.refresh_catalog)
+                .map_err(RunError::Config)?
+        }
     };
     let selected = catalog::apply(
         &mut cat,
