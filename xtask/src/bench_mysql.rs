@@ -107,7 +107,7 @@ pub(crate) fn run(args: &[String]) -> Result {
 }
 
 /// Creates the table unless it already holds exactly `rows` rows.
-fn seed(rows: u64) -> Result {
+pub(crate) fn seed(rows: u64) -> Result {
     let count = Cmd::new("mariadb")
         .args(["-uroot", "-h127.0.0.1", "-N", "-B", "-e"])
         .arg("SELECT COUNT(*) FROM bench_tap.mixed")
@@ -143,7 +143,7 @@ FROM bench_tap.seq_1_to_{rows};"
         .run()
 }
 
-fn tap_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn tap_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let config = dir.join("tap-mysql.json");
     let catalog = dir.join("tap-mysql-catalog.json");
     let write =

@@ -30,6 +30,7 @@ mod apt;
 mod bench;
 mod bench_mysql;
 mod bench_pg;
+mod bench_pipeline;
 mod demo;
 mod interop;
 mod json;
@@ -60,6 +61,9 @@ Commands:
   bench tap-mysql [--rows N] [--runs K]
              Read N mixed-type rows from MariaDB with `mariadb --quick` (the raw limit) and
              with tap-mysql FULL_TABLE, K times each; report medians and peak memory
+  bench pipeline [--rows N] [--runs K]
+             `singer run` against the shell pipe tap-mysql | target-postgres on the same
+             table; report rows/s and the orchestrator's own CPU and memory
   help       Print this help
 ";
 
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         "bench" => match rest.split_first() {
             Some((what, more)) if what == "target-postgres" => bench_pg::run(more),
             Some((what, more)) if what == "tap-mysql" => bench_mysql::run(more),
+            Some((what, more)) if what == "pipeline" => bench_pipeline::run(more),
             _ => bench::run(rest),
         },
         "help" | "--help" | "-h" => {

@@ -57,7 +57,7 @@ fn string_after_key<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a str> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]

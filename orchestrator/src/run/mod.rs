@@ -222,6 +222,7 @@ fn run_once(
     }
 
     let mut rec = RunRecord::start(name, &state_id, &run_id, attempt, started);
+    let usage_at_start = record::Usage::now();
     let flow = SharedFlow::default();
     let watcher = watch::Watcher::start(Arc::clone(&flow), selected);
     let metrics = Arc::new(Mutex::new(record::Metrics::default()));
@@ -386,6 +387,10 @@ fn run_once(
     rec.state_advanced = confirmed.count > 0;
     rec.metrics = metrics.lock().map(|m| m.summary()).unwrap_or_default();
     rec.ended_at = Some(chrono::Utc::now().to_rfc3339());
+    let usage = record::Usage::now();
+    rec.orchestrator_cpu_secs = usage.cpu_secs - usage_at_start.cpu_secs;
+    rec.children_cpu_secs = usage.children_cpu_secs - usage_at_start.children_cpu_secs;
+    rec.orchestrator_max_rss_kb = record::max_rss_kb();
     let mut errors = Vec::new();
     if let Some(e) = &confirmed.store_error {
         errors.push(format!("storing a confirmed state failed: {e}"));

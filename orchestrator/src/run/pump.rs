@@ -10,8 +10,9 @@ use std::thread::JoinHandle;
 
 use super::inspect::{Line, classify};
 
-/// Bytes read from the tap at a time (a chunk holds whole lines, so it may be longer).
-const CHUNK: usize = 256 << 10;
+/// Bytes read from the tap at a time: a pipe holds 64 KiB, so one read rarely returns more.
+/// A chunk is what one read completed (whole lines), so chunks are about this size.
+const CHUNK: usize = 64 << 10;
 
 /// Counts of one stream.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -111,21 +112,31 @@ fn read_loop<R: Read>(
     tx: SyncSender<(Vec<u8>, u64)>,
     flow: &SharedFlow,
 ) -> Result<(), String> {
-    let mut carry: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; CHUNK];
+    // Bytes are read straight into the chunk being built; only the partial last line is copied
+    // into the next one.
+    let mut carry: Vec<u8> = Vec::with_capacity(CHUNK);
     loop {
-        let n = match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading the tap's output failed: {e}")),
+        let len = carry.len();
+        carry.resize(len + CHUNK, 0);
+        let n = loop {
+            match source.read(&mut carry[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("reading the tap's output failed: {e}")),
+            }
         };
-        carry.extend_from_slice(&buf[..n]);
-        let Some(last_nl) = carry.iter().rposition(|&c| c == b'\n') else {
+        carry.truncate(len + n);
+        if n == 0 {
+            break;
+        }
+        let Some(last_nl) = memchr::memrchr(b'\n', &carry[len..]).map(|i| len + i) else {
             continue;
         };
-        let rest = carry.split_off(last_nl + 1);
-        let chunk = std::mem::replace(&mut carry, rest);
+        let tail = &carry[last_nl + 1..];
+        let mut next = Vec::with_capacity(CHUNK + tail.len());
+        next.extend_from_slice(tail);
+        carry.truncate(last_nl + 1);
+        let chunk = std::mem::replace(&mut carry, next);
         let states = account(&chunk, flow);
         if tx.send((chunk, states)).is_err() {
             // The writer stopped: the sink failed.
@@ -145,7 +156,13 @@ fn read_loop<R: Read>(
 fn account(chunk: &[u8], flow: &SharedFlow) -> u64 {
     let mut local: BTreeMap<&str, StreamCount> = BTreeMap::new();
     let (mut lines, mut states) = (0u64, 0u64);
-    for line in chunk.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', chunk) {
+        let line = &chunk[start..end];
+        start = end + 1;
+        if line.is_empty() {
+            continue;
+        }
         lines += 1;
         match classify(line) {
             Line::Record(s) => {

@@ -29,6 +29,15 @@ pub(crate) struct RunRecord {
     pub(crate) state_advanced: bool,
     #[serde(default)]
     pub(crate) metrics: Vec<Value>,
+    /// CPU seconds of the orchestrator itself during the run.
+    #[serde(default)]
+    pub(crate) orchestrator_cpu_secs: f64,
+    /// CPU seconds of the tap and target (and anything they ran).
+    #[serde(default)]
+    pub(crate) children_cpu_secs: f64,
+    /// Peak resident memory of the orchestrator process, in KiB.
+    #[serde(default)]
+    pub(crate) orchestrator_max_rss_kb: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) tap_stderr: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -77,6 +86,46 @@ impl RunRecord {
         let e = chrono::DateTime::parse_from_rfc3339(self.ended_at.as_deref()?).ok()?;
         Some((e - s).num_milliseconds() as f64 / 1000.0)
     }
+}
+
+/// CPU use of this process and of its waited-for children, from `/proc/self/stat` (Linux).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Usage {
+    pub(crate) cpu_secs: f64,
+    pub(crate) children_cpu_secs: f64,
+}
+
+impl Usage {
+    pub(crate) fn now() -> Self {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return Self::default();
+        };
+        // Fields after the command name (which may contain spaces) start at `state`.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        // utime, stime, cutime, cstime are fields 14..=17, i.e. 11..=14 after `state`.
+        let ticks = 100.0; // USER_HZ, fixed at 100 for /proc on Linux
+        let get = |i: usize| f.get(i).copied().unwrap_or(0.0) / ticks;
+        Self {
+            cpu_secs: get(11) + get(12),
+            children_cpu_secs: get(13) + get(14),
+        }
+    }
+}
+
+/// Peak resident memory of this process in KiB (`VmHWM`).
+pub(crate) fn max_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// `INFO METRIC` lines of a run, summed per (source, metric, stream).
