@@ -11,8 +11,20 @@ pub(crate) enum Line<'a> {
     Other,
 }
 
+/// How our taps and most others start a RECORD line.
+const RECORD_PREFIX: &[u8] = br#"{"type":"RECORD","stream":""#;
+
 /// Classifies one line (without its newline).
 pub(crate) fn classify(line: &[u8]) -> Line<'_> {
+    if let Some(rest) = line.strip_prefix(RECORD_PREFIX) {
+        // The common case, without searching: the stream name runs to the next quote.
+        if let Some(end) = memchr::memchr2(b'"', b'\\', rest)
+            && rest[end] == b'"'
+            && let Ok(s) = std::str::from_utf8(&rest[..end])
+        {
+            return Line::Record(s);
+        }
+    }
     let Some(ty) = string_after_key(line, b"\"type\"") else {
         return Line::Other;
     };
@@ -57,7 +69,16 @@ fn string_after_key<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a str> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
+    use std::sync::LazyLock;
+    static TYPE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"type\""));
+    static STREAM: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"stream\""));
+    match needle {
+        b"\"type\"" => TYPE.find(hay),
+        b"\"stream\"" => STREAM.find(hay),
+        _ => memchr::memmem::find(hay, needle),
+    }
 }
 
 #[cfg(test)]
