@@ -26,6 +26,8 @@ pub(crate) use record::{RunRecord, read_runs};
 
 /// Default bytes buffered between tap and target.
 pub(crate) const DEFAULT_BUFFER: u64 = 16 << 20;
+/// Capacity asked for the pipes to and from the children (Linux allows 1 MiB unprivileged).
+const PIPE_BYTES: usize = 1 << 20;
 /// How long a process group gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -288,6 +290,13 @@ fn run_once(
         }
     };
     let tap_out = tap_proc.child.stdout.take();
+    // Larger pipes on both sides: the tap and the target block less often.
+    if let Some(o) = &tap_out {
+        pump::enlarge_pipe(o, PIPE_BYTES);
+    }
+    if let Some(i) = &target_in {
+        pump::enlarge_pipe(i, PIPE_BYTES);
+    }
     let pump = match (tap_out, target_in, &pipeline.spool) {
         (Some(out), Some(inp), None) => {
             pump::start(out, PipeSink(Some(inp)), buffer, Arc::clone(&flow))

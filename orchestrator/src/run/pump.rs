@@ -3,9 +3,9 @@
 //! stream). Chunks always end at a line boundary.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::inspect::{Line, classify};
@@ -13,6 +13,30 @@ use super::inspect::{Line, classify};
 /// Bytes read from the tap at a time: a pipe holds 64 KiB, so one read rarely returns more.
 /// A chunk is what one read completed (whole lines), so chunks are about this size.
 const CHUNK: usize = 64 << 10;
+
+/// Largest chunk built from reads that found more input already waiting.
+const BATCH: usize = 512 << 10;
+
+/// The tap's output: a reader that can tell how many bytes wait unread.
+pub(crate) trait Source: Read + Send + 'static {
+    /// Bytes ready to read without blocking (0 when unknown).
+    fn pending(&self) -> usize {
+        0
+    }
+}
+
+impl Source for std::process::ChildStdout {
+    fn pending(&self) -> usize {
+        rustix::io::ioctl_fionread(self).map_or(0, |n| usize::try_from(n).unwrap_or(0))
+    }
+}
+
+impl Source for std::io::Cursor<Vec<u8>> {}
+
+/// Makes a pipe hold `bytes` (Linux), so a fast writer stalls less often.
+pub(crate) fn enlarge_pipe(fd: impl std::os::fd::AsFd, bytes: usize) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, bytes);
+}
 
 /// Counts of one stream.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -77,16 +101,19 @@ pub(crate) fn start<R, S>(
     flow: SharedFlow,
 ) -> JoinHandle<PumpEnd>
 where
-    R: Read + Send + 'static,
+    R: Source,
     S: ChunkSink,
 {
-    let slots = usize::try_from(buffer_bytes / CHUNK as u64)
-        .unwrap_or(1)
-        .max(1);
-    let (tx, rx) = sync_channel::<(Vec<u8>, u64)>(slots);
-    let writer = std::thread::spawn(move || write_loop(rx, sink));
+    let queue = Arc::new(Queue::new(
+        usize::try_from(buffer_bytes).unwrap_or(usize::MAX),
+    ));
+    let writer = {
+        let q = Arc::clone(&queue);
+        std::thread::spawn(move || write_loop(&q, sink))
+    };
     std::thread::spawn(move || {
-        let read = read_loop(source, tx, &flow);
+        let read = read_loop(source, &queue, &flow);
+        queue.close();
         let wrote = writer
             .join()
             .unwrap_or_else(|_| Err("the writer thread panicked".into()));
@@ -98,20 +125,90 @@ where
     })
 }
 
-fn write_loop<S: ChunkSink>(rx: Receiver<(Vec<u8>, u64)>, mut sink: S) -> Result<(), String> {
-    for (chunk, states) in rx {
-        sink.write_chunk(&chunk, states)
-            .map_err(|e| format!("writing to the target failed: {e}"))?;
+/// Chunks in flight, bounded by their total bytes (one chunk is always let through, however
+/// large, so a single huge line cannot deadlock).
+struct Queue {
+    inner: Mutex<QueueState>,
+    changed: Condvar,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    chunks: VecDeque<(Vec<u8>, u64)>,
+    bytes: usize,
+    closed: bool,
+    /// The writer stopped (the sink failed): the reader stops too.
+    broken: bool,
+}
+
+impl Queue {
+    fn new(limit: usize) -> Self {
+        Self {
+            inner: Mutex::new(QueueState::default()),
+            changed: Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits for room; false when the writer is gone.
+    fn push(&self, chunk: Vec<u8>, states: u64) -> bool {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        while !st.broken && !st.chunks.is_empty() && st.bytes + chunk.len() > self.limit {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.broken {
+            return false;
+        }
+        st.bytes += chunk.len();
+        st.chunks.push_back((chunk, states));
+        self.changed.notify_all();
+        true
+    }
+
+    /// The next chunk; `None` once closed and empty.
+    fn pop(&self) -> Option<(Vec<u8>, u64)> {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = st.chunks.pop_front() {
+                st.bytes -= c.0.len();
+                self.changed.notify_all();
+                return Some(c);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        st.closed = true;
+        self.changed.notify_all();
+    }
+
+    fn break_off(&self) {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        st.broken = true;
+        st.chunks.clear();
+        st.bytes = 0;
+        self.changed.notify_all();
+    }
+}
+
+fn write_loop<S: ChunkSink>(q: &Queue, mut sink: S) -> Result<(), String> {
+    while let Some((chunk, states)) = q.pop() {
+        if let Err(e) = sink.write_chunk(&chunk, states) {
+            q.break_off();
+            return Err(format!("writing to the target failed: {e}"));
+        }
     }
     sink.finish()
         .map_err(|e| format!("closing the target's input failed: {e}"))
 }
 
-fn read_loop<R: Read>(
-    mut source: R,
-    tx: SyncSender<(Vec<u8>, u64)>,
-    flow: &SharedFlow,
-) -> Result<(), String> {
+fn read_loop<R: Source>(mut source: R, q: &Queue, flow: &SharedFlow) -> Result<(), String> {
     // Bytes are read straight into the chunk being built; only the partial last line is copied
     // into the next one.
     let mut carry: Vec<u8> = Vec::with_capacity(CHUNK);
@@ -129,7 +226,11 @@ fn read_loop<R: Read>(
         if n == 0 {
             break;
         }
-        let Some(last_nl) = memchr::memrchr(b'\n', &carry[len..]).map(|i| len + i) else {
+        // While more input already waits, keep filling this chunk: fewer, larger hand-offs.
+        if carry.len() < BATCH && source.pending() > 0 {
+            continue;
+        }
+        let Some(last_nl) = memchr::memrchr(b'\n', &carry) else {
             continue;
         };
         let tail = &carry[last_nl + 1..];
@@ -138,7 +239,7 @@ fn read_loop<R: Read>(
         carry.truncate(last_nl + 1);
         let chunk = std::mem::replace(&mut carry, next);
         let states = account(&chunk, flow);
-        if tx.send((chunk, states)).is_err() {
+        if !q.push(chunk, states) {
             // The writer stopped: the sink failed.
             return Ok(());
         }
@@ -147,7 +248,7 @@ fn read_loop<R: Read>(
         // A last line without a newline: pass it on, terminated.
         carry.push(b'\n');
         let states = account(&carry, flow);
-        let _ = tx.send((carry, states));
+        let _ = q.push(carry, states);
     }
     Ok(())
 }
