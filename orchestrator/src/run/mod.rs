@@ -291,11 +291,17 @@ fn run_once(
     };
     let tap_out = tap_proc.child.stdout.take();
     // Larger pipes on both sides: the tap and the target block less often.
-    if let Some(o) = &tap_out {
-        pump::enlarge_pipe(o, PIPE_BYTES);
-    }
-    if let Some(i) = &target_in {
-        pump::enlarge_pipe(i, PIPE_BYTES);
+    let pipe_bytes = std::env::var("SINGER_PIPE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PIPE_BYTES);
+    if pipe_bytes > 0 {
+        if let Some(o) = &tap_out {
+            pump::enlarge_pipe(o, pipe_bytes);
+        }
+        if let Some(i) = &target_in {
+            pump::enlarge_pipe(i, pipe_bytes);
+        }
     }
     let pump = match (tap_out, target_in, &pipeline.spool) {
         (Some(out), Some(inp), None) => {
