@@ -243,3 +243,63 @@ fn two_runs_of_one_pipeline_do_not_overlap() {
     let third = p.singer(&["run", "p"]);
     assert!(third.status.success(), "{}", stderr(&third));
 }
+
+/// SIGTERM stops extraction; the target commits and confirms what it has; the state up to
+/// there is kept and the run is reported as stopped.
+#[test]
+fn sigterm_stops_the_run_at_a_checkpoint() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let p = Project::new("");
+    let tap = p.script(
+        "tap.sh",
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in *--discover*) echo '{{\"streams\":[{{\"tap_stream_id\":\"s\",\"stream\":\"s\",\"schema\":{{}},\"metadata\":[{{\"breadcrumb\":[],\"metadata\":{{\"selected\":true}}}}]}}]}}'; exit 0;; esac\nprintf '%s\\n' '{SCHEMA}' '{}' '{}'\nsleep 60\n",
+            rec(1),
+            state(1)
+        ),
+    );
+    // The target flushes (and confirms) after 100 ms, while the tap is still running.
+    let toml = project(
+        out_dir.path(),
+        &tap.display().to_string(),
+        &bin("target-jsonl").display().to_string(),
+        "",
+    )
+    .replace(
+        "[pipelines.p]",
+        "max_batch_age_seconds = 0.1\n[pipelines.p]",
+    );
+    std::fs::write(p.path().join("singer.toml"), toml).unwrap();
+    let child = p
+        .command(&["run", "p"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first state is confirmed, then ask the run to stop.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.state("p").is_none() {
+        assert!(Instant::now() < deadline, "no state was confirmed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    let started = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the tap was not stopped"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+    assert_eq!(p.state("p").unwrap(), json!({"bookmarks": {"s": {"n": 1}}}));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.path().join("s.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}

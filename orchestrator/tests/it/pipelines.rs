@@ -204,3 +204,51 @@ select = ["*"]
 fn toml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
+
+#[test]
+fn the_example_tap_feeds_target_jsonl() {
+    use std::io::BufRead;
+    let mut api = std::process::Command::new(bin("demo-api"))
+        .args(["--pages", "3", "--page-size", "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    std::io::BufReader::new(api.stdout.as_mut().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let p = Project::new(&format!(
+        r#"
+[taps.pages]
+executable = "{tap}"
+[taps.pages.config]
+base_url = "{url}"
+
+[targets.jsonl]
+executable = "{target}"
+[targets.jsonl.config]
+destination_path = "{dest}"
+
+[pipelines.api]
+tap = "pages"
+target = "jsonl"
+"#,
+        tap = bin("tap-pages").display(),
+        url = url.trim(),
+        target = bin("target-jsonl").display(),
+        dest = out_dir.path().display(),
+    ));
+    let out = p.singer(&["run", "api"]);
+    let _ = api.kill();
+    let _ = api.wait();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(out_dir.path().join("items.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 12);
+    let state = p.state("api").unwrap();
+    assert!(
+        state["bookmarks"]["items"]["updated_at"].is_string(),
+        "{state}"
+    );
+    assert_eq!(p.runs()[0]["streams"]["items"]["records"], json!(12));
+}
