@@ -99,7 +99,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     );
     let _ = writeln!(
         report,
-        "| singer run (16 MiB buffer) | {singer_secs:.2} | {:.0} | {:.0}% |",
+        "| singer run (zero-copy, 1 MiB pipes) | {singer_secs:.2} | {:.0} | {:.0}% |",
         rate(singer_secs),
         100.0 * pipe_secs / singer_secs
     );

@@ -63,6 +63,7 @@ impl Watcher {
     pub(crate) fn finish(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -132,7 +133,7 @@ fn tick(flow: SharedFlow, streams: Vec<String>, mp: Option<MultiProgress>, stop:
             }
             return;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::park_timeout(Duration::from_millis(200));
     }
 }
 

@@ -233,6 +233,7 @@ destination_path = "{dest}"
 [pipelines.api]
 tap = "pages"
 target = "jsonl"
+buffer = "4MiB"                 # the copying path with a user-space buffer
 "#,
         tap = bin("tap-pages").display(),
         url = url.trim(),
