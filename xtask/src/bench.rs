@@ -10,3 +10,14 @@ pub(crate) fn run(args: &[String]) -> Result {
         .args(args)
         .run()
 }
+
+/// The number after `--name` in `args`, or `default`.
+pub(crate) fn flag_u64(args: &[String], name: &str, default: u64) -> Result<u64> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} takes a number")),
+        None => Ok(default),
+    }
+}

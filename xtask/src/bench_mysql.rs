@@ -25,19 +25,9 @@ use crate::{Result, cargo, services, target_dir};
 const COLUMNS: &str =
     "id, qty, status, price, small, ratio, active, note, doc, created, updated, day";
 
-fn arg(args: &[String], name: &str, default: u64) -> Result<u64> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{name} takes a number")),
-        None => Ok(default),
-    }
-}
-
 pub(crate) fn run(args: &[String]) -> Result {
-    let rows = arg(args, "--rows", 1_000_000)?;
-    let runs = arg(args, "--runs", 3)?.max(1);
+    let rows = crate::bench::flag_u64(args, "--rows", 1_000_000)?;
+    let runs = crate::bench::flag_u64(args, "--runs", 3)?.max(1);
     services::run()?;
     if !Apt::is_installed("time") {
         Apt::new().install(&["time"], "GNU time measures peak memory")?;

@@ -21,13 +21,7 @@ use crate::{Result, cargo, services, target_dir};
 const STATUSES: [&str; 4] = ["new", "paid", "shipped", "returned"];
 
 pub(crate) fn run(args: &[String]) -> Result {
-    let rows: u64 = match args.iter().position(|a| a == "--rows") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or("--rows takes a number")?,
-        None => 1_000_000,
-    };
+    let rows = crate::bench::flag_u64(args, "--rows", 1_000_000)?;
     services::run()?;
     if !Apt::is_installed("time") {
         Apt::new().install(&["time"], "GNU time measures peak memory")?;

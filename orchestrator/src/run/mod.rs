@@ -328,21 +328,20 @@ fn run_once(
     let mut target_status = None;
     let mut timed_out = false;
     let mut stopped = false;
-    let mut confirmed = Confirmed::default();
+    let spool_for_confirm = pipeline.spool.as_ref().map(|_| spool_dir.as_path());
+    let mut confirmed = Confirmed::new(
+        env.store,
+        &state_id,
+        &run_id,
+        base.as_ref(),
+        spool_for_confirm,
+    );
     let mut states_open = true;
     loop {
         if states_open {
             match states_rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(v) => {
-                    confirmed.save(
-                        env.store,
-                        &state_id,
-                        &run_id,
-                        base.as_ref(),
-                        v,
-                        &spool_dir,
-                        pipeline.spool.is_some(),
-                    );
+                    confirmed.save(v);
                     continue;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -380,15 +379,7 @@ fn run_once(
         if tap_status.is_some() && target_status.is_some() && states_open {
             // Drain the last confirmations.
             while let Ok(v) = states_rx.recv_timeout(Duration::from_millis(200)) {
-                confirmed.save(
-                    env.store,
-                    &state_id,
-                    &run_id,
-                    base.as_ref(),
-                    v,
-                    &spool_dir,
-                    pipeline.spool.is_some(),
-                );
+                confirmed.save(v);
             }
             break;
         }
@@ -451,36 +442,52 @@ fn run_once(
     }
 }
 
-/// States the target confirmed during a run.
-#[derive(Default)]
-struct Confirmed {
+/// Stores the states the target confirms during a run.
+struct Confirmed<'a> {
+    store: &'a Store,
+    state_id: &'a str,
+    run_id: &'a str,
+    /// The state the run started from; confirmations are laid over it.
+    base: Option<&'a Value>,
+    /// The spool to trim as states are confirmed, if the run spools.
+    spool: Option<&'a Path>,
     count: u64,
     store_error: Option<String>,
 }
 
-impl Confirmed {
-    #[allow(clippy::too_many_arguments)]
-    fn save(
-        &mut self,
-        store: &Store,
-        state_id: &str,
-        run_id: &str,
-        base: Option<&Value>,
-        value: Value,
-        spool_dir: &Path,
-        spooling: bool,
-    ) {
-        let merged = store::merge(base, &value);
-        match store.set(state_id, &merged, run_id) {
+impl<'a> Confirmed<'a> {
+    fn new(
+        store: &'a Store,
+        state_id: &'a str,
+        run_id: &'a str,
+        base: Option<&'a Value>,
+        spool: Option<&'a Path>,
+    ) -> Self {
+        Self {
+            store,
+            state_id,
+            run_id,
+            base,
+            spool,
+            count: 0,
+            store_error: None,
+        }
+    }
+
+    /// Stores one confirmed state; returns it merged over the base.
+    fn save(&mut self, value: Value) -> Value {
+        let merged = store::merge(self.base, &value);
+        match self.store.set(self.state_id, &merged, self.run_id) {
             Ok(()) => self.count += 1,
             Err(e) => {
                 tracing::error!("cannot store the confirmed state: {e}");
                 self.store_error = Some(e.to_string());
             }
         }
-        if spooling {
-            spool::confirmed(spool_dir, &value);
+        if let Some(dir) = self.spool {
+            spool::confirmed(dir, &value);
         }
+        merged
     }
 }
 
@@ -515,19 +522,9 @@ fn replay(
         })
     };
     let mut last = None;
-    let mut confirmed = Confirmed::default();
+    let mut confirmed = Confirmed::new(env.store, state_id, run_id, base.as_ref(), Some(spool_dir));
     for v in states.iter() {
-        let merged = store::merge(base.as_ref(), &v);
-        confirmed.save(
-            env.store,
-            state_id,
-            run_id,
-            base.as_ref(),
-            v,
-            spool_dir,
-            true,
-        );
-        last = Some(merged);
+        last = Some(confirmed.save(v));
     }
     let fed = feeder
         .join()

@@ -70,14 +70,7 @@ fn snapshot_then_changes_then_idle_runs_advance_the_bookmark() {
         "CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO a VALUES (1, 'one'), (2, 'two'); \
          CREATE TABLE other (id INT PRIMARY KEY)",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let id = db.stream("a");
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &[&id],
-        "LOG_BASED",
-        None,
-    );
+    let (dir, id, catalog) = log_based(&db, "a");
     let snap = run_tap(dir.path(), &db.config(), Some(&catalog), None);
     assert!(snap.ok, "{}", snap.stderr);
     assert_eq!(ids(&snap.records(&id)), vec!["1", "2"]);
@@ -174,14 +167,7 @@ fn purged_binlogs_fail_with_a_recovery_hint() {
     let server = PrivateServer::start(false);
     let db = server.db("purge");
     db.exec("CREATE TABLE p (id INT PRIMARY KEY)");
-    let dir = tempfile::tempdir().unwrap();
-    let id = db.stream("p");
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &[&id],
-        "LOG_BASED",
-        None,
-    );
+    let (dir, id, catalog) = log_based(&db, "p");
     let state = run_tap(dir.path(), &db.config(), Some(&catalog), None).last_state();
     db.exec(
         "INSERT INTO p VALUES (1); FLUSH BINARY LOGS; INSERT INTO p VALUES (2); FLUSH BINARY LOGS",
@@ -220,14 +206,7 @@ fn servers_without_a_row_binlog_are_refused() {
         return; // this machine's shared server writes a row binlog; nothing to refuse
     }
     db.exec("CREATE TABLE x (id INT PRIMARY KEY)");
-    let dir = tempfile::tempdir().unwrap();
-    let id = db.stream("x");
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &[&id],
-        "LOG_BASED",
-        None,
-    );
+    let (dir, _, catalog) = log_based(&db, "x");
     let run = run_tap(dir.path(), &db.config(), Some(&catalog), None);
     assert!(!run.ok);
     assert!(
@@ -322,14 +301,7 @@ fn a_minimal_row_image_is_refused_before_any_row_is_read() {
     let server = PrivateServer::start_with(false, &["--binlog-row-image=MINIMAL"]);
     let db = server.db("minimal");
     db.exec("CREATE TABLE m (id INT PRIMARY KEY); INSERT INTO m VALUES (1)");
-    let dir = tempfile::tempdir().unwrap();
-    let id = db.stream("m");
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &[&id],
-        "LOG_BASED",
-        None,
-    );
+    let (dir, _, catalog) = log_based(&db, "m");
     let run = run_tap(dir.path(), &db.config(), Some(&catalog), None);
     assert!(!run.ok);
     assert!(
@@ -338,4 +310,17 @@ fn a_minimal_row_image_is_refused_before_any_row_is_read() {
         run.stderr
     );
     assert!(run.messages.iter().all(|m| m["type"] != "RECORD"));
+}
+
+/// A work directory, the stream id of `table`, and a catalog selecting it LOG_BASED.
+fn log_based(db: &Db, table: &str) -> (tempfile::TempDir, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = db.stream(table);
+    let catalog = select(
+        &discover(dir.path(), &db.config()),
+        &[&id],
+        "LOG_BASED",
+        None,
+    );
+    (dir, id, catalog)
 }
