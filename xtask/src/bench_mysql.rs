@@ -153,7 +153,7 @@ pub(crate) fn tap_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::Pa
 }
 
 /// Runs `argv` with stdout to /dev/null under GNU time; returns (seconds, peak RSS in KB).
-fn timed(argv: &[String]) -> Result<(f64, u64)> {
+pub(crate) fn timed(argv: &[String]) -> Result<(f64, u64)> {
     let log = target_dir().join("bench/time.log");
     let started = Instant::now();
     let (mut child, shown) = Cmd::new("/usr/bin/time")

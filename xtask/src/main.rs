@@ -28,6 +28,7 @@ macro_rules! step {
 
 mod apt;
 mod bench;
+mod bench_e2e;
 mod bench_mysql;
 mod bench_pg;
 mod bench_pipeline;
@@ -64,6 +65,9 @@ Commands:
   bench pipeline [--rows N] [--runs K]
              `singer run` against the shell pipe tap-mysql | target-postgres on the same
              table; report rows/s and the orchestrator's own CPU and memory
+  bench e2e [--rows N] [--runs K]
+             Every stage of MariaDB -> PostgreSQL on the same data against the raw limit
+             (mariadb | psql COPY), each load verified against the source; Markdown report
   help       Print this help
 ";
 
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             Some((what, more)) if what == "target-postgres" => bench_pg::run(more),
             Some((what, more)) if what == "tap-mysql" => bench_mysql::run(more),
             Some((what, more)) if what == "pipeline" => bench_pipeline::run(more),
+            Some((what, more)) if what == "e2e" => bench_e2e::run(more),
             _ => bench::run(rest),
         },
         "help" | "--help" | "-h" => {

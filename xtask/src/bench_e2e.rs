@@ -1,0 +1,415 @@
+//! `cargo xtask bench e2e [--rows N] [--runs K]`: every stage of MariaDB → PostgreSQL on the
+//! same data, against the raw database limit.
+//!
+//! Seeds `bench_tap.mixed` (N rows, the mixed shape of `bench tap-mysql`) and `bench_tap.small`
+//! (10,000 rows, so runs have two streams). Then, K times each (median reported):
+//! 1. the raw limit: `mariadb --quick --batch | psql COPY` into matching tables (NULLs as
+//!    `NULL`, which the data never holds as text);
+//! 2. tap-mysql FULL_TABLE to /dev/null;
+//! 3. target-postgres from a file of the tap's output;
+//! 4. the shell pipe `tap-mysql | target-postgres`;
+//! 5. `singer run`;
+//! 6. the same `singer run` again into the now-full tables (every row an upsert).
+//!
+//! After each load it checks row counts, sums, and sampled values (unicode text, decimals, JSON
+//! members, microsecond timestamps) against MariaDB, and writes a Markdown report.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::bench::flag_u64;
+use crate::bench_mysql::{seed, timed};
+use crate::process::Cmd;
+use crate::{Result, cargo, services, target_dir};
+
+const LOAD_SCHEMA: &str = "bench_e2e";
+const RAW_SCHEMA: &str = "bench_raw";
+const MIXED_COLUMNS: &str =
+    "id, qty, status, price, small, ratio, active, note, doc, created, updated, day";
+
+struct Stage {
+    name: &'static str,
+    secs: Vec<f64>,
+    rss_kb: Vec<u64>,
+}
+
+impl Stage {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            secs: Vec::new(),
+            rss_kb: Vec::new(),
+        }
+    }
+    fn median(&self) -> f64 {
+        let mut s = self.secs.clone();
+        s.sort_by(f64::total_cmp);
+        s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+    fn max_rss_mb(&self) -> f64 {
+        self.rss_kb.iter().copied().max().unwrap_or(0) as f64 / 1024.0
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result {
+    let rows = flag_u64(args, "--rows", 1_000_000)?;
+    let runs = flag_u64(args, "--runs", 3)?.max(1);
+    services::run()?;
+    step!("bench: building singer, tap-mysql and target-postgres (release)");
+    cargo()
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "singer",
+            "--bin",
+            "tap-mysql",
+            "--bin",
+            "target-postgres",
+        ])
+        .run()?;
+    let dir = target_dir().join("bench/e2e");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    seed(rows)?;
+    seed_small()?;
+    let bin = target_dir().join("release");
+    let files = Files::write(&dir, &bin)?;
+    let total = rows + 10_000;
+
+    let mut raw = Stage::new("raw limit: mariadb --quick --batch | psql COPY");
+    let mut tap = Stage::new("tap-mysql > /dev/null");
+    let mut target = Stage::new("target-postgres --input (file of the tap's output)");
+    let mut pipe = Stage::new("shell pipe: tap-mysql | target-postgres");
+    let mut singer = Stage::new("singer run (first load)");
+    let mut upsert = Stage::new("singer run again (every row an upsert)");
+
+    step!("bench: writing the tap's output once, for the target-from-file stage");
+    let out = Cmd::new(bin.join("tap-mysql"))
+        .arg("--config")
+        .arg(&files.tap_config)
+        .arg("--catalog")
+        .arg(&files.catalog)
+        .env("RUST_LOG", "warn");
+    let tap_file = dir.join("tap-output.jsonl");
+    let (mut child, shown) = out.spawn(
+        std::process::Stdio::null(),
+        std::process::Stdio::from(std::fs::File::create(&tap_file).map_err(|e| e.to_string())?),
+        std::process::Stdio::inherit(),
+    )?;
+    if !child.wait().map_err(|e| e.to_string())?.success() {
+        return Err(format!("`{shown}` failed"));
+    }
+
+    for i in 1..=runs {
+        step!("bench: round {i}/{runs}");
+        psql_c(&raw_ddl())?;
+        let (s, _) = timed(&sh(&files.raw_command()))?;
+        raw.secs.push(s);
+        verify(RAW_SCHEMA, rows)?;
+
+        let (s, kb) = timed(&files.tap_argv())?;
+        tap.secs.push(s);
+        tap.rss_kb.push(kb);
+
+        drop_load_schema()?;
+        let mut argv = files.target_argv();
+        argv.extend(["--input".into(), tap_file.display().to_string()]);
+        let (s, kb) = timed(&argv)?;
+        target.secs.push(s);
+        target.rss_kb.push(kb);
+        verify(LOAD_SCHEMA, rows)?;
+
+        drop_load_schema()?;
+        let (s, _) = timed(&sh(&files.pipe_command()))?;
+        pipe.secs.push(s);
+        verify(LOAD_SCHEMA, rows)?;
+
+        drop_load_schema()?;
+        let _ = std::fs::remove_dir_all(dir.join(".singer"));
+        let (s, kb) = timed(&files.singer_argv())?;
+        singer.secs.push(s);
+        singer.rss_kb.push(kb);
+        verify(LOAD_SCHEMA, rows)?;
+
+        let _ = std::fs::remove_dir_all(dir.join(".singer"));
+        let (s, kb) = timed(&files.singer_argv())?;
+        upsert.secs.push(s);
+        upsert.rss_kb.push(kb);
+        verify(LOAD_SCHEMA, rows)?;
+    }
+
+    let base = raw.median();
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "| {total} rows ({rows} mixed + 10000 small), median of {runs} | seconds | rows/s | vs raw | peak RSS (largest process) |\n|---|---|---|---|---|"
+    );
+    for st in [&raw, &tap, &target, &pipe, &singer, &upsert] {
+        let m = st.median();
+        let rss = if st.rss_kb.is_empty() {
+            String::new()
+        } else {
+            format!("{:.1} MB", st.max_rss_mb())
+        };
+        let _ = writeln!(
+            report,
+            "| {} | {m:.2} | {:.0} | {:.0}% | {rss} |",
+            st.name.replace('|', "\\|"),
+            total as f64 / m,
+            100.0 * base / m
+        );
+    }
+    let _ = writeln!(
+        report,
+        "\nEvery load was checked against MariaDB: row counts, sums of qty, price and small, NULL counts, and sampled rows (text md5, JSON members, microsecond timestamps)."
+    );
+    let path = dir.join("report.md");
+    std::fs::write(&path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("\n{report}");
+    step!("bench: report written to {}", path.display());
+    Ok(())
+}
+
+fn sh(cmd: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), cmd.into()]
+}
+
+/// The second, small table.
+fn seed_small() -> Result {
+    Cmd::new("mariadb")
+        .args(["-uroot", "-h127.0.0.1", "-e"])
+        .arg(
+            "SET NAMES utf8mb4; DROP TABLE IF EXISTS bench_tap.small;
+             CREATE TABLE bench_tap.small (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL,
+               amount DECIMAL(10,2), at DATETIME(6));
+             INSERT INTO bench_tap.small SELECT seq, CONCAT('item ', seq, ' ñ'), seq / 4,
+               TIMESTAMP('2022-01-01') + INTERVAL seq * 7 SECOND + INTERVAL seq MICROSECOND
+             FROM bench_tap.seq_1_to_10000;",
+        )
+        .run()
+}
+
+struct Files {
+    bin: PathBuf,
+    tap_config: PathBuf,
+    catalog: PathBuf,
+    target_config: PathBuf,
+    project: PathBuf,
+}
+
+impl Files {
+    fn write(dir: &Path, bin: &Path) -> Result<Self> {
+        let w =
+            |p: &Path, t: &str| std::fs::write(p, t).map_err(|e| format!("{}: {e}", p.display()));
+        let tap_config = dir.join("tap.json");
+        w(
+            &tap_config,
+            r#"{"host":"127.0.0.1","port":3306,"user":"root","filter_dbs":"bench_tap"}"#,
+        )?;
+        let catalog = dir.join("catalog.json");
+        let stream = |t: &str| {
+            format!(
+                r#"{{"tap_stream_id":"bench_tap-{t}","stream":"{t}","table_name":"{t}","schema":{{"type":"object","properties":{{}}}},
+                "metadata":[{{"breadcrumb":[],"metadata":{{"selected":true,"replication-method":"FULL_TABLE","database-name":"bench_tap"}}}}]}}"#
+            )
+        };
+        w(
+            &catalog,
+            &format!(r#"{{"streams":[{},{}]}}"#, stream("mixed"), stream("small")),
+        )?;
+        let target_config = dir.join("target.json");
+        w(
+            &target_config,
+            &format!(
+                r#"{{"host":"127.0.0.1","user":"postgres","database":"test","default_target_schema":"{LOAD_SCHEMA}"}}"#
+            ),
+        )?;
+        let project = dir.join("singer.toml");
+        w(
+            &project,
+            &format!(
+                "[taps.mysql]\nexecutable = \"{tap}\"\ncatalog = \"{cat}\"\n[taps.mysql.config]\nhost = \"127.0.0.1\"\nuser = \"root\"\nfilter_dbs = \"bench_tap\"\n[taps.mysql.env]\nRUST_LOG = \"warn\"\n\
+                 [targets.pg]\nexecutable = \"{target}\"\n[targets.pg.config]\nhost = \"127.0.0.1\"\nuser = \"postgres\"\ndatabase = \"test\"\ndefault_target_schema = \"{LOAD_SCHEMA}\"\n[targets.pg.env]\nRUST_LOG = \"warn\"\n\
+                 [pipelines.e2e]\ntap = \"mysql\"\ntarget = \"pg\"\n",
+                tap = bin.join("tap-mysql").display(),
+                cat = catalog.display(),
+                target = bin.join("target-postgres").display(),
+            ),
+        )?;
+        Ok(Self {
+            bin: bin.to_path_buf(),
+            tap_config,
+            catalog,
+            target_config,
+            project,
+        })
+    }
+
+    fn tap_argv(&self) -> Vec<String> {
+        vec![
+            self.bin.join("tap-mysql").display().to_string(),
+            "--config".into(),
+            self.tap_config.display().to_string(),
+            "--catalog".into(),
+            self.catalog.display().to_string(),
+        ]
+    }
+
+    fn target_argv(&self) -> Vec<String> {
+        vec![
+            self.bin.join("target-postgres").display().to_string(),
+            "--config".into(),
+            self.target_config.display().to_string(),
+        ]
+    }
+
+    fn singer_argv(&self) -> Vec<String> {
+        vec![
+            self.bin.join("singer").display().to_string(),
+            "--project".into(),
+            self.project.display().to_string(),
+            "run".into(),
+            "e2e".into(),
+        ]
+    }
+
+    fn pipe_command(&self) -> String {
+        format!(
+            "{} | {} > /dev/null",
+            self.tap_argv().join(" "),
+            self.target_argv().join(" ")
+        )
+    }
+
+    fn raw_command(&self) -> String {
+        let copy = |table: &str, select: &str| {
+            format!(
+                "mariadb -uroot -h127.0.0.1 --quick --batch -N --default-character-set=utf8mb4 \
+                 --init-command=\"SET time_zone='+00:00'\" -e \"{select}\" \
+                 | PGTZ=UTC psql -h 127.0.0.1 -U postgres -d test -q -v ON_ERROR_STOP=1 \
+                 -c \"COPY {RAW_SCHEMA}.{table} FROM STDIN WITH (NULL 'NULL')\""
+            )
+        };
+        format!(
+            "{} && {}",
+            copy(
+                "mixed",
+                &format!("SELECT {MIXED_COLUMNS} FROM bench_tap.mixed")
+            ),
+            copy("small", "SELECT id, name, amount, at FROM bench_tap.small")
+        )
+    }
+}
+
+fn raw_ddl() -> String {
+    format!(
+        "DROP SCHEMA IF EXISTS {RAW_SCHEMA} CASCADE; CREATE SCHEMA {RAW_SCHEMA};
+         CREATE TABLE {RAW_SCHEMA}.mixed (id numeric PRIMARY KEY, qty integer, status varchar(16),
+           price numeric(12,2), small smallint, ratio double precision, active boolean,
+           note varchar(255), doc jsonb, created timestamptz, updated timestamptz, day date);
+         CREATE TABLE {RAW_SCHEMA}.small (id integer PRIMARY KEY, name varchar(40), amount numeric(10,2),
+           at timestamptz)"
+    )
+}
+
+fn psql_c(sql: &str) -> Result {
+    Cmd::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-qAt",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+        ])
+        .arg(sql)
+        .run()
+}
+
+fn psql_out(sql: &str) -> Result<String> {
+    Cmd::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-qAt",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+        ])
+        .arg(sql)
+        .env("PGTZ", "UTC")
+        .output()
+}
+
+fn mariadb_out(sql: &str) -> Result<String> {
+    Cmd::new("mariadb")
+        .args([
+            "-uroot",
+            "-h127.0.0.1",
+            "-N",
+            "-B",
+            "--default-character-set=utf8mb4",
+            "-e",
+        ])
+        .arg(format!("SET time_zone = '+00:00'; {sql}"))
+        .output()
+        .map(|s| s.replace('\t', "|"))
+}
+
+fn drop_load_schema() -> Result {
+    psql_c(&format!("DROP SCHEMA IF EXISTS {LOAD_SCHEMA} CASCADE"))
+}
+
+/// Compares a loaded schema with the source.
+fn verify(schema: &str, rows: u64) -> Result {
+    let sample = format!("(1, 7, 10, 1000, {}, {rows})", rows / 2);
+    let checks = [
+        (
+            "SELECT COUNT(*), SUM(qty), SUM(price), SUM(small), COUNT(note), COUNT(day) FROM bench_tap.mixed".to_string(),
+            format!("SELECT count(*), sum(qty), sum(price), sum(small), count(note), count(day) FROM {schema}.mixed"),
+        ),
+        (
+            format!(
+                "SELECT MD5(GROUP_CONCAT(CONCAT_WS('~', id, IFNULL(note, '-'), status, price, active, \
+                 DATE_FORMAT(created, '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(updated, '%Y-%m-%d %H:%i:%s'), \
+                 JSON_VALUE(doc, '$.k'), JSON_VALUE(doc, '$.tags[1]'), JSON_VALUE(doc, '$.nested.z'), IFNULL(day, '-')) \
+                 ORDER BY id SEPARATOR '#')) FROM bench_tap.mixed WHERE id IN {sample}"
+            ),
+            format!(
+                "SELECT md5(string_agg(concat_ws('~', id, coalesce(note, '-'), status, price, \
+                 CASE WHEN active THEN 1 ELSE 0 END, \
+                 to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
+                 to_char(updated AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), \
+                 doc->>'k', doc->'tags'->>1, doc->'nested'->>'z', coalesce(day::text, '-')), '#' ORDER BY id)) \
+                 FROM {schema}.mixed WHERE id IN {sample}"
+            ),
+        ),
+        (
+            "SELECT COUNT(*), SUM(amount), MD5(GROUP_CONCAT(CONCAT_WS('~', id, name, DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f')) ORDER BY id SEPARATOR '#')) FROM bench_tap.small WHERE id <= 50".to_string(),
+            format!(
+                "SELECT count(*), sum(amount), md5(string_agg(concat_ws('~', id, name, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')), '#' ORDER BY id)) FROM {schema}.small WHERE id <= 50"
+            ),
+        ),
+    ];
+    for (source, loaded) in checks {
+        let want = mariadb_out(&source)?;
+        let got = psql_out(&loaded)?;
+        if want != got {
+            return Err(format!(
+                "{schema} differs from MariaDB:\n  source: {want}\n  loaded: {got}\n  query: {loaded}"
+            ));
+        }
+    }
+    step!("bench: {schema} verified against MariaDB (counts, sums, sampled values)");
+    Ok(())
+}
