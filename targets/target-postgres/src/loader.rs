@@ -29,6 +29,9 @@ use crate::names::quote;
 use crate::sink::{Batch, Part};
 use crate::types::PgType;
 
+/// `work_mem` for the merge of one batch: enough to sort a batch in memory.
+const MERGE_WORK_MEM: &str = "64MB";
+
 /// A stream's loader.
 pub struct PgLoader {
     stream: String,
@@ -248,7 +251,11 @@ impl PgLoader {
         self.copy(&stage, columns, part)
             .await
             .map_err(|e| self.part_error(batch, part, "COPY", e))?;
-        let merge = self.merge_sql(&table, &stage, columns);
+        // The merge sorts the batch by key; let it sort in memory (a batch is a few MiB).
+        let merge = format!(
+            "SET LOCAL work_mem = '{MERGE_WORK_MEM}'; {}",
+            self.merge_sql(&table, &stage, columns)
+        );
         self.client
             .batch_execute(&merge)
             .await
