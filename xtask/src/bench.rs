@@ -1,7 +1,10 @@
 //! `cargo xtask bench [ARGS]`: the singer-core line-reader benchmark; ARGS go to `cargo bench`
 //! unchanged (e.g. `cargo xtask bench -- --save-baseline main`).
 
-use crate::{Result, cargo};
+use std::path::PathBuf;
+
+use crate::process::Cmd;
+use crate::{Result, cargo, target_dir};
 
 pub(crate) fn run(args: &[String]) -> Result {
     step!("bench: cargo bench -p singer-core --bench reader");
@@ -20,4 +23,35 @@ pub(crate) fn flag_u64(args: &[String], name: &str, default: u64) -> Result<u64>
             .ok_or_else(|| format!("{name} takes a number")),
         None => Ok(default),
     }
+}
+
+/// How psql reaches the test database, stopping at the first error.
+pub(crate) const PSQL_CONNECTION: [&str; 8] = [
+    "-h",
+    "127.0.0.1",
+    "-U",
+    "postgres",
+    "-d",
+    "test",
+    "-v",
+    "ON_ERROR_STOP=1",
+];
+
+/// psql on the test database: quiet, unaligned, tuples only.
+pub(crate) fn psql() -> Cmd {
+    Cmd::new("psql").args(PSQL_CONNECTION).arg("-qAt")
+}
+
+/// Builds `bins` (release) and creates `target/bench/<subdir>`; returns that directory and
+/// the directory of the binaries.
+pub(crate) fn prepare(subdir: &str, bins: &[&str]) -> Result<(PathBuf, PathBuf)> {
+    step!("bench: building {} (release)", bins.join(", "));
+    let mut build = cargo().args(["build", "--release"]);
+    for b in bins {
+        build = build.args(["--bin", b]);
+    }
+    build.run()?;
+    let dir = target_dir().join("bench").join(subdir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok((dir, target_dir().join("release")))
 }

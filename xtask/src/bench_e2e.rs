@@ -17,10 +17,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::bench::flag_u64;
+use crate::bench::{flag_u64, psql};
 use crate::bench_mysql::{seed, timed};
 use crate::process::Cmd;
-use crate::{Result, cargo, services, target_dir};
+use crate::{Result, services};
 
 const LOAD_SCHEMA: &str = "bench_e2e";
 const RAW_SCHEMA: &str = "bench_raw";
@@ -55,24 +55,9 @@ pub(crate) fn run(args: &[String]) -> Result {
     let rows = flag_u64(args, "--rows", 1_000_000)?;
     let runs = flag_u64(args, "--runs", 3)?.max(1);
     services::run()?;
-    step!("bench: building singer, tap-mysql and target-postgres (release)");
-    cargo()
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "singer",
-            "--bin",
-            "tap-mysql",
-            "--bin",
-            "target-postgres",
-        ])
-        .run()?;
-    let dir = target_dir().join("bench/e2e");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (dir, bin) = crate::bench::prepare("e2e", &["singer", "tap-mysql", "target-postgres"])?;
     seed(rows)?;
     seed_small()?;
-    let bin = target_dir().join("release");
     let files = Files::write(&dir, &bin)?;
     let total = rows + 10_000;
 
@@ -313,39 +298,12 @@ fn raw_ddl() -> String {
 }
 
 fn psql_c(sql: &str) -> Result {
-    Cmd::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-qAt",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-        ])
-        .arg(sql)
-        .run()
+    psql().arg("-c").arg(sql).run()
 }
 
 fn psql_out(sql: &str) -> Result<String> {
-    Cmd::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-qAt",
-            "-F",
-            "|",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-        ])
+    psql()
+        .args(["-F", "|", "-c"])
         .arg(sql)
         .env("PGTZ", "UTC")
         .output()

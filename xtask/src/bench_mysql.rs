@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::apt::Apt;
 use crate::process::Cmd;
-use crate::{Result, cargo, services, target_dir};
+use crate::{Result, services, target_dir};
 
 const COLUMNS: &str =
     "id, qty, status, price, small, ratio, active, note, doc, created, updated, day";
@@ -32,12 +32,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     if !Apt::is_installed("time") {
         Apt::new().install(&["time"], "GNU time measures peak memory")?;
     }
-    step!("bench: building tap-mysql (release)");
-    cargo()
-        .args(["build", "--release", "--bin", "tap-mysql"])
-        .run()?;
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (dir, _) = crate::bench::prepare("", &["tap-mysql"])?;
     seed(rows)?;
     let (config, catalog) = tap_files(&dir)?;
     let tap = target_dir().join("release/tap-mysql");

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::apt::Apt;
-use crate::process::Cmd;
-use crate::{Result, cargo, services, target_dir};
+use crate::bench::psql;
+use crate::{Result, services, target_dir};
 
 const STATUSES: [&str; 4] = ["new", "paid", "shipped", "returned"];
 
@@ -26,12 +26,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     if !Apt::is_installed("time") {
         Apt::new().install(&["time"], "GNU time measures peak memory")?;
     }
-    step!("bench: building target-postgres (release)");
-    cargo()
-        .args(["build", "--release", "--bin", "target-postgres"])
-        .run()?;
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (dir, _) = crate::bench::prepare("", &["target-postgres"])?;
     let (singer, tsv) = generate(&dir, rows)?;
     let raw = raw_copy(&tsv, rows)?;
     let (target, rss_kb) = target_load(&dir, &singer)?;
@@ -65,22 +60,6 @@ fn table_ddl(schema: &str) -> String {
          id bigint PRIMARY KEY, qty integer, status varchar(16), price numeric, small smallint, ratio numeric, \
          active boolean, note varchar(255), attrs jsonb, created_at timestamptz, updated_at timestamptz, birthday date)"
     )
-}
-
-/// How psql reaches the test database, stopping at the first error.
-const PSQL_CONNECTION: [&str; 8] = [
-    "-h",
-    "127.0.0.1",
-    "-U",
-    "postgres",
-    "-d",
-    "test",
-    "-v",
-    "ON_ERROR_STOP=1",
-];
-
-fn psql() -> Cmd {
-    Cmd::new("psql").args(PSQL_CONNECTION).arg("-qAt")
 }
 
 /// Row `i` of the table, as Singer JSON and as COPY text.
@@ -180,7 +159,7 @@ fn raw_copy(tsv: &Path, rows: u64) -> Result<f64> {
     let started = Instant::now();
     let file = std::fs::File::open(tsv).map_err(|e| e.to_string())?;
     let status = std::process::Command::new("psql")
-        .args(PSQL_CONNECTION)
+        .args(crate::bench::PSQL_CONNECTION)
         .args(["-q", "-c", "COPY bench_raw.mixed FROM STDIN"])
         .stdin(file)
         .status()

@@ -8,8 +8,9 @@ use std::fmt::Write as _;
 use std::process::Stdio;
 use std::time::Instant;
 
+use crate::bench::psql;
 use crate::process::Cmd;
-use crate::{Result, bench_mysql, cargo, services, target_dir};
+use crate::{Result, bench_mysql, services};
 
 const SCHEMA: &str = "bench_pipe";
 
@@ -17,24 +18,10 @@ pub(crate) fn run(args: &[String]) -> Result {
     let rows = crate::bench::flag_u64(args, "--rows", 1_000_000)?;
     let runs = crate::bench::flag_u64(args, "--runs", 3)?.max(1);
     services::run()?;
-    step!("bench: building singer, tap-mysql and target-postgres (release)");
-    cargo()
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "singer",
-            "--bin",
-            "tap-mysql",
-            "--bin",
-            "target-postgres",
-        ])
-        .run()?;
-    let dir = target_dir().join("bench/pipeline");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (dir, bin) =
+        crate::bench::prepare("pipeline", &["singer", "tap-mysql", "target-postgres"])?;
     bench_mysql::seed(rows)?;
     let (tap_cfg, catalog) = bench_mysql::tap_files(&dir)?;
-    let bin = target_dir().join("release");
     let target_cfg = dir.join("target-postgres.json");
     std::fs::write(
         &target_cfg,
@@ -209,20 +196,6 @@ target = "pg"
         ),
     )
     .map_err(|e| e.to_string())
-}
-
-fn psql() -> Cmd {
-    Cmd::new("psql").args([
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-d",
-        "test",
-        "-qAt",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ])
 }
 
 fn drop_schema() -> Result {
