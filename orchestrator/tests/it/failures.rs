@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::{Project, bin, fake_tap, stderr};
+use crate::{Project, bin, fake_tap, stderr, tap_script};
 
 const SCHEMA: &str = r#"{"type":"SCHEMA","stream":"s","schema":{"type":"object","properties":{"i":{"type":"integer"}}},"key_properties":["i"]}"#;
 
@@ -17,7 +17,12 @@ fn state(n: u32) -> String {
     format!(r#"{{"type":"STATE","value":{{"bookmarks":{{"s":{{"n":{n}}}}}}}}}"#)
 }
 
-fn project(dest: &std::path::Path, tap: &str, target: &str, extra: &str) -> String {
+fn project(
+    dest: &std::path::Path,
+    tap: &std::path::Path,
+    target: &std::path::Path,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [taps.t]
@@ -31,6 +36,8 @@ tap = "t"
 target = "jsonl"
 {extra}
 "#,
+        tap = tap.display(),
+        target = target.display(),
         dest = dest.display()
     )
 }
@@ -42,16 +49,7 @@ fn a_failing_tap_keeps_the_last_confirmed_state() {
     let lines = [SCHEMA.to_string(), rec(1), state(1), rec(2)];
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let tap = fake_tap(&p, "tap.sh", &lines, 3);
-    std::fs::write(
-        p.path().join("singer.toml"),
-        project(
-            out_dir.path(),
-            &tap.display().to_string(),
-            &bin("target-jsonl").display().to_string(),
-            "",
-        ),
-    )
-    .unwrap();
+    p.write(&project(out_dir.path(), &tap, &bin("target-jsonl"), ""));
     let out = p.singer(&["run", "p"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -72,10 +70,11 @@ fn a_failing_tap_keeps_the_last_confirmed_state() {
 fn a_failing_target_stops_the_tap_and_keeps_the_stored_state() {
     let p = Project::new("");
     // A tap that would run forever.
-    let tap = p.script(
+    let tap = tap_script(
+        &p,
         "tap.sh",
         &format!(
-            "#!/bin/sh\ncase \"$*\" in *--discover*) echo '{{\"streams\":[{{\"tap_stream_id\":\"s\",\"stream\":\"s\",\"schema\":{{}},\"metadata\":[{{\"breadcrumb\":[],\"metadata\":{{\"selected\":true}}}}]}}]}}'; exit 0;; esac\nprintf '%s\\n' '{SCHEMA}'\nwhile true; do printf '%s\\n' '{}'; sleep 0.01; done\n",
+            "printf '%s\\n' '{SCHEMA}'\nwhile true; do printf '%s\\n' '{}'; sleep 0.01; done\n",
             rec(1)
         ),
     );
@@ -83,16 +82,7 @@ fn a_failing_target_stops_the_tap_and_keeps_the_stored_state() {
         "target.sh",
         "#!/bin/sh\nhead -n 3 > /dev/null\necho 'target: disk full' >&2\nexit 4\n",
     );
-    std::fs::write(
-        p.path().join("singer.toml"),
-        project(
-            p.path(),
-            &tap.display().to_string(),
-            &target.display().to_string(),
-            "",
-        ),
-    )
-    .unwrap();
+    p.write(&project(p.path(), &tap, &target, ""));
     let before = json!({"bookmarks": {"s": {"n": 0}}});
     let mut set = p.command(&["state", "set", "p", "-"]);
     set.stdin(std::process::Stdio::piped());
@@ -139,16 +129,7 @@ fn a_killed_target_leaves_a_replayable_spool() {
         "#!/usr/bin/env python3\nimport json, os, signal, sys\nseen = 0\nfor line in sys.stdin:\n    m = json.loads(line)\n    if m['type'] == 'STATE':\n        print(json.dumps(m['value']), flush=True)\n        seen += 1\n        if seen == 2:\n            os.kill(os.getpid(), signal.SIGKILL)\n",
     );
     let spool = "[pipelines.p.spool]\nmax_records = 2\n";
-    std::fs::write(
-        p.path().join("singer.toml"),
-        project(
-            out_dir.path(),
-            &tap.display().to_string(),
-            &killer.display().to_string(),
-            spool,
-        ),
-    )
-    .unwrap();
+    p.write(&project(out_dir.path(), &tap, &killer, spool));
     let out = p.singer(&["run", "p"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -174,16 +155,7 @@ fn a_killed_target_leaves_a_replayable_spool() {
         "#!/bin/sh\necho 'the tap must not run' >&2\nexit 9\n",
     )
     .unwrap();
-    std::fs::write(
-        p.path().join("singer.toml"),
-        project(
-            out_dir.path(),
-            &tap.display().to_string(),
-            &bin("target-jsonl").display().to_string(),
-            spool,
-        ),
-    )
-    .unwrap();
+    p.write(&project(out_dir.path(), &tap, &bin("target-jsonl"), spool));
     let out = p.singer(&["spool", "replay", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -203,20 +175,8 @@ fn a_killed_target_leaves_a_replayable_spool() {
 fn two_runs_of_one_pipeline_do_not_overlap() {
     let out_dir = tempfile::tempdir().unwrap();
     let p = Project::new("");
-    let tap = p.script(
-        "tap.sh",
-        "#!/bin/sh\ncase \"$*\" in *--discover*) echo '{\"streams\":[{\"tap_stream_id\":\"s\",\"stream\":\"s\",\"schema\":{},\"metadata\":[{\"breadcrumb\":[],\"metadata\":{\"selected\":true}}]}]}'; exit 0;; esac\nsleep 3\n",
-    );
-    std::fs::write(
-        p.path().join("singer.toml"),
-        project(
-            out_dir.path(),
-            &tap.display().to_string(),
-            &bin("target-jsonl").display().to_string(),
-            "",
-        ),
-    )
-    .unwrap();
+    let tap = tap_script(&p, "tap.sh", "sleep 3\n");
+    p.write(&project(out_dir.path(), &tap, &bin("target-jsonl"), ""));
     let mut first = p
         .command(&["run", "p"])
         .stderr(std::process::Stdio::null())
@@ -250,26 +210,21 @@ fn two_runs_of_one_pipeline_do_not_overlap() {
 fn sigterm_stops_the_run_at_a_checkpoint() {
     let out_dir = tempfile::tempdir().unwrap();
     let p = Project::new("");
-    let tap = p.script(
+    let tap = tap_script(
+        &p,
         "tap.sh",
         &format!(
-            "#!/bin/sh\ncase \"$*\" in *--discover*) echo '{{\"streams\":[{{\"tap_stream_id\":\"s\",\"stream\":\"s\",\"schema\":{{}},\"metadata\":[{{\"breadcrumb\":[],\"metadata\":{{\"selected\":true}}}}]}}]}}'; exit 0;; esac\nprintf '%s\\n' '{SCHEMA}' '{}' '{}'\nsleep 60\n",
+            "printf '%s\\n' '{SCHEMA}' '{}' '{}'\nsleep 60\n",
             rec(1),
             state(1)
         ),
     );
     // The target flushes (and confirms) after 100 ms, while the tap is still running.
-    let toml = project(
-        out_dir.path(),
-        &tap.display().to_string(),
-        &bin("target-jsonl").display().to_string(),
-        "",
-    )
-    .replace(
+    let toml = project(out_dir.path(), &tap, &bin("target-jsonl"), "").replace(
         "[pipelines.p]",
         "max_batch_age_seconds = 0.1\n[pipelines.p]",
     );
-    std::fs::write(p.path().join("singer.toml"), toml).unwrap();
+    p.write(&toml);
     let child = p
         .command(&["run", "p"])
         .stderr(std::process::Stdio::piped())

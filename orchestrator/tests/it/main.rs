@@ -37,6 +37,11 @@ impl Project {
         Self { dir }
     }
 
+    /// Replaces the project file.
+    pub fn write(&self, toml: &str) {
+        std::fs::write(self.path().join("singer.toml"), toml).unwrap();
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -142,17 +147,23 @@ pub fn psql(sql: &str) -> String {
         .to_string()
 }
 
+/// A scripted tap: a one-stream catalog (`s`, selected) on `--discover`, else runs `body`.
+pub fn tap_script(p: &Project, name: &str, body: &str) -> PathBuf {
+    let script = format!(
+        "#!/bin/sh\n\
+         case \"$*\" in *--discover*) echo '{{\"streams\":[{{\"tap_stream_id\":\"s\",\"stream\":\"s\",\
+         \"schema\":{{\"type\":\"object\",\"properties\":{{}}}},\"metadata\":[{{\"breadcrumb\":[],\
+         \"metadata\":{{\"selected\":true}}}}]}}]}}'; exit 0;; esac\n{body}"
+    );
+    p.script(name, &script)
+}
+
 /// A fake tap: prints `lines` (one Singer message each), then exits with `code`.
 pub fn fake_tap(p: &Project, name: &str, lines: &[&str], code: i32) -> PathBuf {
-    let mut body = String::from(
-        "#!/bin/sh\n# a scripted tap: a one-stream catalog on --discover, else fixed messages\n\
-         case \"$*\" in *--discover*) echo '{\"streams\":[{\"tap_stream_id\":\"s\",\"stream\":\"s\",\
-         \"schema\":{\"type\":\"object\",\"properties\":{}},\"metadata\":[{\"breadcrumb\":[],\
-         \"metadata\":{\"selected\":true}}]}]}'; exit 0;; esac\n",
-    );
+    let mut body = String::new();
     for l in lines {
         body.push_str(&format!("printf '%s\\n' '{l}'\n"));
     }
     body.push_str(&format!("echo 'tap says goodbye' >&2\nexit {code}\n"));
-    p.script(name, &body)
+    tap_script(p, name, &body)
 }

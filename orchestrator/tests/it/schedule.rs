@@ -19,10 +19,8 @@ fn schedule_starts_runs_at_cron_times() {
         ],
         0,
     );
-    std::fs::write(
-        p.path().join("singer.toml"),
-        format!(
-            r#"
+    p.write(&format!(
+        r#"
 [taps.t]
 executable = "{}"
 [targets.j]
@@ -38,12 +36,10 @@ timezone = "Europe/Paris"
 tap = "t"
 target = "j"
 "#,
-            tap.display(),
-            bin("target-jsonl").display(),
-            out_dir.path().display()
-        ),
-    )
-    .unwrap();
+        tap.display(),
+        bin("target-jsonl").display(),
+        out_dir.path().display()
+    ));
     let started = Instant::now();
     let out = p.singer(&["schedule", "--exit-after", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));

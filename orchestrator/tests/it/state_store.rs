@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::{Project, bin, fake_tap, pg_url, psql, stderr, unique};
+use crate::{Project, bin, fake_tap, pg_url, psql, stderr, tap_script, unique};
 
 #[test]
 fn postgres_store_keeps_states_and_locks_runs() {
@@ -20,14 +20,9 @@ fn postgres_store_keeps_states_and_locks_runs() {
         ],
         0,
     );
-    let slow = p.script(
-        "slow.sh",
-        "#!/bin/sh\ncase \"$*\" in *--discover*) echo '{\"streams\":[{\"tap_stream_id\":\"s\",\"stream\":\"s\",\"schema\":{},\"metadata\":[{\"breadcrumb\":[],\"metadata\":{\"selected\":true}}]}]}'; exit 0;; esac\nsleep 3\n",
-    );
-    std::fs::write(
-        p.path().join("singer.toml"),
-        format!(
-            r#"
+    let slow = tap_script(&p, "slow.sh", "sleep 3\n");
+    p.write(&format!(
+        r#"
 [state]
 backend = "postgres"
 url = "{url}"
@@ -48,14 +43,12 @@ tap = "slow"
 target = "j"
 state_id = "p"
 "#,
-            url = pg_url(),
-            tap = tap.display(),
-            slow = slow.display(),
-            target = bin("target-jsonl").display(),
-            dest = out_dir.path().display()
-        ),
-    )
-    .unwrap();
+        url = pg_url(),
+        tap = tap.display(),
+        slow = slow.display(),
+        target = bin("target-jsonl").display(),
+        dest = out_dir.path().display()
+    ));
     let out = p.singer(&["run", "p"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
