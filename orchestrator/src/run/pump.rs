@@ -253,13 +253,8 @@ fn read_loop<R: Source>(mut source: R, q: &Queue, flow: &SharedFlow) -> Result<(
     Ok(())
 }
 
-/// Counts the lines of `chunk` (whole lines) into `flow`.
-pub(crate) fn account_lines(chunk: &[u8], flow: &SharedFlow) {
-    let _ = account(chunk, flow);
-}
-
 /// Counts a chunk's lines into `flow`; returns how many STATE lines it holds.
-fn account(chunk: &[u8], flow: &SharedFlow) -> u64 {
+pub(crate) fn account(chunk: &[u8], flow: &SharedFlow) -> u64 {
     let mut local: BTreeMap<&str, StreamCount> = BTreeMap::new();
     let (mut lines, mut states) = (0u64, 0u64);
     let mut start = 0;

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use rustix::pipe::{SpliceFlags, splice, tee};
 
-use super::pump::{PumpEnd, SharedFlow, account_lines, enlarge_pipe};
+use super::pump::{PumpEnd, SharedFlow, account, enlarge_pipe};
 
 /// Most bytes moved per system call.
 const STEP: usize = 1 << 20;
@@ -64,11 +64,11 @@ fn inspect(r: OwnedFd, flow: &SharedFlow) {
         };
         carry.extend_from_slice(&buf[..n]);
         if let Some(nl) = memchr::memrchr(b'\n', &carry) {
-            account_lines(&carry[..=nl], flow);
+            account(&carry[..=nl], flow);
             carry.drain(..=nl);
         }
     }
     if !carry.is_empty() {
-        account_lines(&carry, flow);
+        account(&carry, flow);
     }
 }
