@@ -81,6 +81,11 @@ pub struct Config {
     /// A record waits at most this many seconds before its batch is loaded.
     #[serde(default = "default_age")]
     pub max_batch_age_seconds: f64,
+    /// Connections each stream loads a large batch over, in parallel (1 to 16). Rows are split
+    /// by a hash of their key, so all changes to one key stay on one connection, in order; a
+    /// batch commits on every connection or on none.
+    #[serde(default = "default_connections")]
+    pub stream_connections: usize,
     /// Delete rows instead of setting `_sdc_deleted_at` (ACTIVATE_VERSION and log-based deletes).
     #[serde(default)]
     pub hard_delete: bool,
@@ -113,6 +118,9 @@ fn default_rows() -> usize {
 }
 fn default_bytes() -> usize {
     8 * 1024 * 1024
+}
+fn default_connections() -> usize {
+    2
 }
 fn default_age() -> f64 {
     30.0

@@ -35,6 +35,21 @@ pub fn begin_row(out: &mut Vec<u8>, fields: usize) {
     out.extend_from_slice(&(fields as i16).to_be_bytes());
 }
 
+/// The fields of one encoded row (`None` for NULL); stops early on a malformed row.
+pub fn fields(row: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut at = 2;
+    std::iter::from_fn(move || {
+        let len = i32::from_be_bytes(row.get(at..at + 4)?.try_into().ok()?);
+        at += 4;
+        if len < 0 {
+            return Some(None);
+        }
+        let value = row.get(at..at + len as usize)?;
+        at += len as usize;
+        Some(Some(value))
+    })
+}
+
 /// Writes a NULL field.
 pub fn null(out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i32).to_be_bytes());

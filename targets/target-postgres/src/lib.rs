@@ -5,7 +5,8 @@
 //! - rows are encoded straight from raw JSON into binary COPY ([`encode`], [`values`]) on the
 //!   input thread, and each stream loads on its own connection and task ([`loader`]);
 //! - one transaction per batch; a STATE is echoed only after the transactions holding every
-//!   record before it committed (the SDK's rule);
+//!   record before it committed (the SDK's rule); a large batch loads over several
+//!   connections at once, its rows split by key ([`sink`], [`loader`]);
 //! - tables and columns follow the stream schema ([`model`], [`types`]), widening in place
 //!   and never dropping or rewriting data; names are kept as given ([`names`]).
 
@@ -16,6 +17,7 @@ pub mod loader;
 pub mod model;
 pub mod names;
 pub mod sink;
+pub mod stage;
 pub mod types;
 pub mod values;
 
@@ -33,7 +35,7 @@ use sink::PgSink;
 
 /// The target.
 pub struct PostgresTarget {
-    config: Config,
+    config: Arc<Config>,
     limits: BatchLimits,
     sequence_base: i64,
 }
@@ -64,6 +66,12 @@ impl Target for PostgresTarget {
     }
 
     fn new(config: Config) -> Result<Self, SdkError> {
+        if !(1..=16).contains(&config.stream_connections) {
+            return Err(SdkError::Config(format!(
+                "stream_connections must be between 1 and 16, not {}",
+                config.stream_connections
+            )));
+        }
         let limits = BatchLimits::from_settings(
             config.batch_size_rows,
             config.batch_size_bytes,
@@ -74,7 +82,7 @@ impl Target for PostgresTarget {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         Ok(Self {
-            config,
+            config: Arc::new(config),
             limits,
             sequence_base: secs * 1_000_000_000,
         })
@@ -106,13 +114,12 @@ impl Target for PostgresTarget {
             &stream,
             model.clone(),
             opts,
-            self.config.nul_character_policy,
+            &self.config,
             &spec,
             self.sequence_base,
-            self.config.batch_size_bytes,
         );
         let loader =
-            PgLoader::open(&stream, client, model, &spec, opts, self.config.hard_delete).await?;
+            PgLoader::open(&stream, self.config.clone(), client, model, &spec, opts).await?;
         tracing::info!(stream = %stream, schema = %schema, table = %table, "stream routed");
         Ok((sink, loader))
     }

@@ -1,66 +1,76 @@
-//! The loader: one connection per stream; each batch is one transaction.
+//! The loader: a stream's connections; each batch is one transaction on each of them.
 //!
-//! - Append-only streams (no key properties): `COPY table FROM STDIN (FORMAT binary)`.
-//! - Keyed streams: COPY into a temporary staging table, then one `INSERT … SELECT DISTINCT ON
-//!   (keys) … ORDER BY keys, ctid DESC ON CONFLICT (keys) DO UPDATE`, so the last record of a
-//!   key in the batch wins (a fresh temporary table filled by one COPY keeps input order in
-//!   `ctid`); with `hard_delete`, rows whose `_sdc_deleted_at` is set are then deleted, in the
-//!   same transaction.
-//! - Fast path: while a keyed table was empty when the run started, a batch is first COPYed
-//!   straight into it inside a savepoint. The first key conflict (a duplicate in the batch or
-//!   a key loaded earlier) rolls back to the savepoint and switches the stream to the staging
-//!   merge for the rest of the run.
-//! - ACTIVATE_VERSION v marks (or with `hard_delete` removes) rows whose `_sdc_table_version`
-//!   is below v or null. It runs after every batch before it committed, so rows of version v
-//!   are never touched, whatever the batching.
+//! A large batch whose rows the sink split over several shards loads on one connection per
+//! shard at once ([`crate::stage`] does the work of each). Every shard's transaction stays
+//! open until all succeeded, then each commits; if one fails, all roll back. Small batches,
+//! and batches in which a column was widened, load on the first connection alone.
+//!
+//! ACTIVATE_VERSION v marks (or with `hard_delete` removes) rows whose `_sdc_table_version`
+//! is below v or null. It runs after every batch before it committed, so rows of version v
+//! are never touched, whatever the batching. One that arrives before any record of v (taps
+//! send one when a full copy starts) is deferred to the next ACTIVATE_VERSION or the end of
+//! input: applied at once, it would mark every row deleted only for the copy to unmark each
+//! one again, doubling the writes of a re-copy and showing a table of deleted rows meanwhile.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::future::join_all;
 use singer_core::sdk::SdkError;
 use singer_core::sdk::target::{Loader, StreamSpec};
 use tokio_postgres::Client;
 
-use crate::connect::db_error;
-use crate::encode::{COPY_HEADER, COPY_TRAILER};
+use crate::Config;
+use crate::connect::{self, db_error};
 use crate::model::{Active, Meta, PlanOptions, TableModel, plan};
 use crate::names::quote;
 use crate::sink::{Batch, Part};
+use crate::stage::{Path, Stage};
 use crate::types::PgType;
 
-/// `work_mem` for the merge of one batch: enough to sort a batch in memory.
-const MERGE_WORK_MEM: &str = "64MB";
+/// Batches smaller than this load on one connection.
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
 
 /// A stream's loader.
 pub struct PgLoader {
     stream: String,
+    config: Arc<Config>,
     client: Client,
+    /// Connections for shards 1.., opened when the first large batch arrives.
+    extra: Vec<Client>,
     model: TableModel,
     keys: Vec<String>,
     opts: PlanOptions,
     hard_delete: bool,
     /// Keyed table that was empty at the start and has had no key conflict yet.
     direct: bool,
+    /// Table versions of the records loaded in this run.
+    loaded_versions: Vec<i64>,
+    /// An ACTIVATE_VERSION that came before its records, applied later.
+    deferred: Option<i64>,
 }
 
 impl PgLoader {
     pub(crate) async fn open(
         stream: &str,
+        config: Arc<Config>,
         client: Client,
         model: TableModel,
         spec: &StreamSpec,
         opts: PlanOptions,
-        hard_delete: bool,
     ) -> Result<Self, SdkError> {
+        let hard_delete = config.hard_delete;
         let mut loader = Self {
             stream: stream.to_string(),
+            config,
             client,
+            extra: Vec::new(),
             model,
             keys: Vec::new(),
             opts,
             hard_delete,
             direct: false,
+            loaded_versions: Vec::new(),
+            deferred: None,
         };
         loader.apply(spec).await?;
         let empty = format!(
@@ -90,71 +100,61 @@ impl PgLoader {
         Ok(())
     }
 
-    fn context(&self, batch: &Batch, what: &str) -> String {
-        let (first, last) = batch.line_range();
-        format!(
-            "stream `{}`: {what} of the batch of input lines {first}-{last} failed",
-            self.stream
-        )
-    }
-
-    /// Maps "COPY x, line N" in a server error to the input line of that part's row.
-    fn part_error(
-        &self,
-        batch: &Batch,
-        part: &Part,
-        what: &str,
-        e: tokio_postgres::Error,
-    ) -> SdkError {
-        let mut context = self.context(batch, what);
-        let copy_line = e
-            .as_db_error()
-            .and_then(|d| d.where_())
-            .and_then(|w| w.split(", line ").nth(1))
-            .and_then(|r| r.split([',', ' ']).next())
-            .and_then(|n| n.parse::<usize>().ok());
-        if let Some(line) = copy_line.and_then(|n| part.lines.get(n.saturating_sub(1))) {
-            context.push_str(&format!(" (input line {line})"));
+    fn stage(&self) -> Stage<'_> {
+        Stage {
+            stream: &self.stream,
+            table: self.model.qualified(),
+            keys: &self.keys,
+            opts: self.opts,
+            hard_delete: self.hard_delete,
         }
-        db_error(context, e)
-    }
-
-    fn error(&self, batch: &Batch, what: &str, e: tokio_postgres::Error) -> SdkError {
-        db_error(self.context(batch, what), e)
-    }
-
-    async fn copy(
-        &self,
-        table: &str,
-        columns: &[Active],
-        part: &Part,
-    ) -> Result<(), tokio_postgres::Error> {
-        let cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
-        let stmt = format!(
-            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
-            cols.join(", ")
-        );
-        let sink = self.client.copy_in::<_, Bytes>(&stmt).await?;
-        futures_util::pin_mut!(sink);
-        sink.send(Bytes::from_static(COPY_HEADER)).await?;
-        // Slices of the batch (no copies), so the connection's write buffer stays small.
-        let mut at = 0;
-        while at < part.data.len() {
-            let end = (at + (1 << 20)).min(part.data.len());
-            sink.send(part.data.slice(at..end)).await?;
-            at = end;
-        }
-        sink.send(Bytes::from_static(COPY_TRAILER)).await?;
-        sink.finish().await?;
-        Ok(())
     }
 
     async fn load_batch(&mut self, batch: &Batch) -> Result<(), SdkError> {
+        let shards = batch.parts.iter().map(|p| p.shard).max().unwrap_or(0) + 1;
+        let one_shape = batch
+            .parts
+            .windows(2)
+            .all(|w| Arc::ptr_eq(&w[0].columns, &w[1].columns));
+        if shards == 1 || !one_shape || batch.bytes() < PARALLEL_MIN_BYTES {
+            return self.load_serial(batch).await;
+        }
+        if let Some(first) = batch.parts.first() {
+            self.widen_for(batch, &first.columns).await?;
+        }
+        if self.extra.len() + 1 < shards {
+            tracing::info!(stream = %self.stream, "loading over {shards} connections");
+            while self.extra.len() + 1 < shards {
+                let client = connect::connect(&self.config).await?;
+                self.extra.push(client);
+            }
+        }
+        self.load_parallel(batch, shards).await
+    }
+
+    /// Every part on the first connection, in order, in one transaction.
+    async fn load_serial(&mut self, batch: &Batch) -> Result<(), SdkError> {
         self.client
             .batch_execute("BEGIN")
             .await
             .map_err(|e| db_error(format!("stream `{}`: BEGIN", self.stream), e))?;
-        let result = self.load_in_transaction(batch).await;
+        let mut result = Ok(());
+        for part in &batch.parts {
+            result = self.widen_for(batch, &part.columns).await;
+            if result.is_ok() {
+                match self
+                    .stage()
+                    .load(&self.client, batch, part, self.direct)
+                    .await
+                {
+                    Ok(path) => self.direct = path == Path::Direct,
+                    Err(e) => result = Err(e),
+                }
+            }
+            if result.is_err() {
+                break;
+            }
+        }
         if result.is_err() {
             // Best effort: the run stops on this error anyway.
             let _ = self.client.batch_execute("ROLLBACK").await;
@@ -163,21 +163,65 @@ impl PgLoader {
         self.client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| self.error(batch, "COMMIT", e))
+            .map_err(|e| self.stage().error(batch, "COMMIT", e))
     }
 
-    async fn load_in_transaction(&mut self, batch: &Batch) -> Result<(), SdkError> {
-        for part in &batch.parts {
-            self.widen_for(batch, part).await?;
-            self.load_part(batch, part).await?;
+    /// Each shard's parts on its own connection, at once; all commit or all roll back.
+    async fn load_parallel(&mut self, batch: &Batch, shards: usize) -> Result<(), SdkError> {
+        let stage = self.stage();
+        let clients: Vec<&Client> = std::iter::once(&self.client)
+            .chain(self.extra.iter())
+            .take(shards)
+            .collect();
+        let direct = self.direct;
+        let runs = clients.iter().enumerate().map(|(shard, client)| {
+            let stage = &stage;
+            let parts: Vec<&Part> = batch.parts.iter().filter(|p| p.shard == shard).collect();
+            async move {
+                client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| stage.error(batch, "BEGIN", e))?;
+                let mut path = if direct { Path::Direct } else { Path::Staged };
+                for part in parts {
+                    path = stage
+                        .load(client, batch, part, path == Path::Direct)
+                        .await?;
+                }
+                Ok::<Path, SdkError>(path)
+            }
+        });
+        let results = join_all(runs).await;
+        if let Some(failed) = results.iter().position(Result::is_err) {
+            for client in &clients {
+                // Best effort: the run stops on this error anyway.
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            let mut results = results;
+            return match results.swap_remove(failed) {
+                Err(e) => Err(e),
+                Ok(_) => Ok(()),
+            };
         }
+        for (shard, client) in clients.iter().enumerate() {
+            if let Err(e) = client.batch_execute("COMMIT").await {
+                if shard > 0 {
+                    tracing::warn!(stream = %self.stream, shard, "a shard failed to commit after others did: their rows are loaded, the state does not move past them");
+                }
+                for client in &clients[shard + 1..] {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
+                return Err(stage.error(batch, "COMMIT", e));
+            }
+        }
+        self.direct = results.iter().all(|r| matches!(r, Ok(Path::Direct)));
         Ok(())
     }
 
-    /// Alters columns the sink widened because data outgrew them (inside the transaction).
-    async fn widen_for(&mut self, batch: &Batch, part: &Part) -> Result<(), SdkError> {
+    /// Alters columns the sink widened because data outgrew them.
+    async fn widen_for(&mut self, batch: &Batch, columns: &[Active]) -> Result<(), SdkError> {
         let table = self.model.qualified();
-        for col in part.columns.iter() {
+        for col in columns {
             let Some(idx) = self.model.columns.iter().position(|c| c.name == col.name) else {
                 continue;
             };
@@ -192,130 +236,11 @@ impl PgLoader {
                 self.client
                     .batch_execute(&sql)
                     .await
-                    .map_err(|e| db_error(self.context(batch, "widening"), e))?;
+                    .map_err(|e| db_error(self.stage().context_for(batch, "widening"), e))?;
                 self.model.columns[idx].ty = col.ty.clone();
             }
         }
         Ok(())
-    }
-
-    async fn load_part(&mut self, batch: &Batch, part: &Part) -> Result<(), SdkError> {
-        let table = self.model.qualified();
-        let columns = &part.columns;
-        let custom = columns.iter().any(|c| matches!(c.ty, PgType::Custom(_)));
-        let deletes = columns.iter().any(|c| c.name == Meta::DeletedAt.name());
-        if self.keys.is_empty() && !custom {
-            return self
-                .copy(&table, columns, part)
-                .await
-                .map_err(|e| self.part_error(batch, part, "COPY", e));
-        }
-        if self.direct && !custom && !(self.hard_delete && deletes) {
-            self.client
-                .batch_execute("SAVEPOINT singer_direct")
-                .await
-                .map_err(|e| self.error(batch, "SAVEPOINT", e))?;
-            match self.copy(&table, columns, part).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                    self.client
-                        .batch_execute("ROLLBACK TO SAVEPOINT singer_direct")
-                        .await
-                        .map_err(|e| self.error(batch, "ROLLBACK", e))?;
-                    tracing::debug!(stream = %self.stream, "key conflict: switching to staged merges");
-                }
-                Err(e) => return Err(self.part_error(batch, part, "COPY", e)),
-            }
-        }
-        self.direct = false;
-        let stage = quote("_singer_stage");
-        let defs: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let ty = if matches!(c.ty, PgType::Custom(_)) {
-                    "text".to_string()
-                } else {
-                    c.ty.sql()
-                };
-                format!("{} {ty}", quote(&c.name))
-            })
-            .collect();
-        let create = format!(
-            "DROP TABLE IF EXISTS {stage}; CREATE TEMP TABLE {stage} ({}) ON COMMIT DROP",
-            defs.join(", ")
-        );
-        self.client
-            .batch_execute(&create)
-            .await
-            .map_err(|e| self.error(batch, "staging", e))?;
-        self.copy(&stage, columns, part)
-            .await
-            .map_err(|e| self.part_error(batch, part, "COPY", e))?;
-        // The merge sorts the batch by key; let it sort in memory (a batch is a few MiB).
-        let merge = format!(
-            "SET LOCAL work_mem = '{MERGE_WORK_MEM}'; {}",
-            self.merge_sql(&table, &stage, columns)
-        );
-        self.client
-            .batch_execute(&merge)
-            .await
-            .map_err(|e| self.error(batch, "merge", e))?;
-        if self.hard_delete && deletes && !self.keys.is_empty() {
-            let on: Vec<String> = self
-                .keys
-                .iter()
-                .map(|k| format!("t.{k} = s.{k}", k = quote(k)))
-                .collect();
-            let sql = format!(
-                "DELETE FROM {table} t USING {stage} s WHERE {} AND t.{d} IS NOT NULL",
-                on.join(" AND "),
-                d = quote(Meta::DeletedAt.name())
-            );
-            self.client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| self.error(batch, "hard delete", e))?;
-        }
-        Ok(())
-    }
-
-    fn merge_sql(&self, table: &str, stage: &str, columns: &[Active]) -> String {
-        let mut insert_cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
-        let mut select: Vec<String> = columns
-            .iter()
-            .map(|c| match &c.ty {
-                PgType::Custom(t) => format!("{}::{t}", quote(&c.name)),
-                _ => quote(&c.name),
-            })
-            .collect();
-        if self.opts.metadata {
-            insert_cols.push(quote(Meta::BatchedAt.name()));
-            select.push("now()".into());
-        }
-        let keys: Vec<String> = self.keys.iter().map(|k| quote(k)).collect();
-        if keys.is_empty() {
-            return format!(
-                "INSERT INTO {table} ({}) SELECT {} FROM {stage}",
-                insert_cols.join(", "),
-                select.join(", ")
-            );
-        }
-        let updates: Vec<String> = insert_cols
-            .iter()
-            .filter(|c| !keys.contains(c))
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect();
-        let conflict = if updates.is_empty() {
-            "DO NOTHING".to_string()
-        } else {
-            format!("DO UPDATE SET {}", updates.join(", "))
-        };
-        format!(
-            "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({k}) {sel} FROM {stage} ORDER BY {k}, ctid DESC ON CONFLICT ({k}) {conflict}",
-            cols = insert_cols.join(", "),
-            k = keys.join(", "),
-            sel = select.join(", "),
-        )
     }
 }
 
@@ -323,7 +248,13 @@ impl Loader for PgLoader {
     type Batch = Batch;
 
     async fn load(&mut self, batch: Batch) -> Result<(), SdkError> {
-        self.load_batch(&batch).await
+        self.load_batch(&batch).await?;
+        for v in batch.versions {
+            if !self.loaded_versions.contains(&v) {
+                self.loaded_versions.push(v);
+            }
+        }
+        Ok(())
     }
 
     async fn update_schema(&mut self, spec: Arc<StreamSpec>) -> Result<(), SdkError> {
@@ -331,6 +262,28 @@ impl Loader for PgLoader {
     }
 
     async fn activate_version(&mut self, version: i64) -> Result<(), SdkError> {
+        if !self.loaded_versions.contains(&version) {
+            tracing::debug!(stream = %self.stream, version, "ACTIVATE_VERSION before its records: deferred");
+            self.deferred = self.deferred.max(Some(version));
+            return Ok(());
+        }
+        if self.deferred.is_some_and(|d| d <= version) {
+            self.deferred = None;
+        }
+        self.retire(version).await
+    }
+
+    async fn finish(&mut self) -> Result<(), SdkError> {
+        match self.deferred.take() {
+            Some(version) => self.retire(version).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl PgLoader {
+    /// Marks or deletes the rows of versions older than `version`.
+    async fn retire(&mut self, version: i64) -> Result<(), SdkError> {
         let table = self.model.qualified();
         let v = quote(Meta::TableVersion.name());
         let d = quote(Meta::DeletedAt.name());

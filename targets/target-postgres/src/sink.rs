@@ -1,4 +1,8 @@
 //! The sink: turns records into binary COPY rows for the current table plan.
+//!
+//! Rows are split over `stream_connections` shards, each loaded on its own connection: by a
+//! hash of the encoded key (so every change to a key stays on one shard, in input order), or
+//! in turn for streams without a key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +13,7 @@ use singer_core::record::RawFields;
 use singer_core::sdk::SdkError;
 use singer_core::sdk::target::{StreamSink, StreamSpec};
 
+use crate::Config;
 use crate::encode::{self, NulPolicy};
 use crate::loader::PgLoader;
 use crate::model::{Active, Meta, PlanOptions, Source, TableModel, plan};
@@ -18,8 +23,10 @@ use crate::values::timestamp_micros;
 /// Microseconds between 1970-01-01 and 2000-01-01.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
-/// Rows encoded for one set of columns.
+/// Rows encoded for one set of columns, on one shard.
 pub struct Part {
+    /// The shard (connection) the rows load on.
+    pub shard: usize,
     /// The columns of every row, in order.
     pub columns: Arc<Vec<Active>>,
     /// Encoded rows (no COPY header or trailer).
@@ -28,10 +35,12 @@ pub struct Part {
     pub lines: Vec<u64>,
 }
 
-/// One batch: usually one part; a column widened by data mid-batch starts a new part.
+/// One batch: usually one part per shard; a column widened by data mid-batch starts new parts.
 pub struct Batch {
     /// The parts, in input order.
     pub parts: Vec<Part>,
+    /// The distinct table versions of its records.
+    pub versions: Vec<i64>,
 }
 
 impl Batch {
@@ -50,6 +59,18 @@ impl Batch {
             .unwrap_or(0);
         (first, last)
     }
+
+    /// Encoded bytes in all parts.
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.data.len()).sum()
+    }
+}
+
+/// Rows buffered for one shard.
+#[derive(Default)]
+struct Shard {
+    data: Vec<u8>,
+    lines: Vec<u64>,
 }
 
 /// A stream's sink.
@@ -62,10 +83,16 @@ pub struct PgSink {
     keyed: bool,
     columns: Arc<Vec<Active>>,
     slot: HashMap<String, usize>,
-    data: Vec<u8>,
-    lines: Vec<u64>,
+    /// Positions of the key columns in `columns`.
+    key_slots: Vec<usize>,
+    shards: Vec<Shard>,
+    /// Scratch row, when rows are split over several shards.
+    row: Vec<u8>,
+    /// Next shard of a stream without a key.
+    turn: usize,
     done: Vec<Part>,
     done_bytes: usize,
+    versions: Vec<i64>,
     sequence_base: i64,
     unknown_warned: bool,
 }
@@ -75,27 +102,35 @@ impl PgSink {
         stream: &str,
         model: TableModel,
         opts: PlanOptions,
-        nul: NulPolicy,
+        config: &Config,
         spec: &StreamSpec,
         sequence_base: i64,
-        batch_bytes: usize,
     ) -> Self {
         // Reserve the whole batch up front: untouched pages cost no memory, and the buffer
         // never reallocates (doubling would briefly hold two copies).
-        let capacity = batch_bytes.saturating_add(1 << 20);
+        let capacity = config.batch_size_bytes.saturating_add(1 << 20);
+        let shards = (0..config.stream_connections.max(1))
+            .map(|_| Shard {
+                data: Vec::with_capacity(capacity),
+                lines: Vec::new(),
+            })
+            .collect();
         let mut sink = Self {
             capacity,
             stream: stream.to_string(),
             model,
             opts,
-            nul,
+            nul: config.nul_character_policy,
             keyed: false,
             columns: Arc::new(Vec::new()),
             slot: HashMap::new(),
-            data: Vec::with_capacity(capacity),
-            lines: Vec::new(),
+            key_slots: Vec::new(),
+            shards,
+            row: Vec::new(),
+            turn: 0,
             done: Vec::new(),
             done_bytes: 0,
+            versions: Vec::new(),
             sequence_base,
             unknown_warned: false,
         };
@@ -108,6 +143,11 @@ impl PgSink {
         self.model = p.model;
         self.keyed = !p.keys.is_empty();
         let columns = p.active;
+        self.key_slots = p
+            .keys
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| &c.name == k))
+            .collect();
         self.slot = columns
             .iter()
             .enumerate()
@@ -119,12 +159,65 @@ impl PgSink {
         self.columns = Arc::new(columns);
     }
 
-    /// Encodes one row; on failure the row is removed and the failing column returned.
+    /// Encodes one row into its shard; on failure nothing is kept and the failing column is
+    /// returned.
     fn encode_row(
         &mut self,
         r: &RecordRef<'_>,
         fields: &RawFields<'_>,
         line: u64,
+    ) -> Result<(), (usize, String)> {
+        // One shard: straight into its buffer; several: into the scratch row, then its shard.
+        let single = self.shards.len() == 1;
+        let mut out = if single {
+            std::mem::take(&mut self.shards[0].data)
+        } else {
+            std::mem::take(&mut self.row)
+        };
+        let row_start = out.len();
+        let result = self.encode_into(r, fields, line, &mut out);
+        if result.is_err() {
+            out.truncate(row_start);
+        }
+        if single {
+            self.shards[0].data = out;
+            if result.is_ok() {
+                self.shards[0].lines.push(line);
+            }
+        } else {
+            if result.is_ok() {
+                let shard = self.shard_of(&out);
+                self.shards[shard].data.extend_from_slice(&out);
+                self.shards[shard].lines.push(line);
+            }
+            out.clear();
+            self.row = out;
+        }
+        result
+    }
+
+    /// The shard of an encoded row: a hash of its key values, or the next in turn.
+    fn shard_of(&mut self, row: &[u8]) -> usize {
+        let n = self.shards.len();
+        if self.key_slots.is_empty() {
+            self.turn = (self.turn + 1) % n;
+            return self.turn;
+        }
+        let mut hash = KeyHash::new();
+        for (i, value) in encode::fields(row).enumerate() {
+            if self.key_slots.contains(&i) {
+                hash.value(&self.columns[i].ty, value);
+            }
+        }
+        (hash.finish() % n as u64) as usize
+    }
+
+    fn encode_into(
+        &mut self,
+        r: &RecordRef<'_>,
+        fields: &RawFields<'_>,
+        line: u64,
+        out: &mut Vec<u8>,
     ) -> Result<(), (usize, String)> {
         let mut values: Vec<Option<&str>> = vec![None; self.columns.len()];
         for (name, raw) in fields.iter() {
@@ -137,10 +230,8 @@ impl PgSink {
                 None => {}
             }
         }
-        let row_start = self.data.len();
-        encode::begin_row(&mut self.data, self.columns.len());
+        encode::begin_row(out, self.columns.len());
         for (i, col) in self.columns.iter().enumerate() {
-            let out = &mut self.data;
             let result = match &col.source {
                 Source::Property(_) => encode::encode(
                     &col.ty,
@@ -177,11 +268,9 @@ impl PgSink {
                 }
             };
             if let Err(why) = result {
-                self.data.truncate(row_start);
                 return Err((i, why));
             }
         }
-        self.lines.push(line);
         Ok(())
     }
 
@@ -203,16 +292,27 @@ impl PgSink {
         }
     }
 
-    /// Closes the current part and continues with column `i` widened.
-    fn widen(&mut self, i: usize, wider: PgType) {
-        if !self.lines.is_empty() {
-            self.done_bytes += self.data.len();
-            self.done.push(Part {
+    /// Moves every shard's rows into finished parts.
+    fn close_parts(&mut self, into: &mut Vec<Part>) {
+        for (shard, buf) in self.shards.iter_mut().enumerate() {
+            if buf.lines.is_empty() {
+                continue;
+            }
+            into.push(Part {
+                shard,
                 columns: self.columns.clone(),
-                data: std::mem::replace(&mut self.data, Vec::with_capacity(self.capacity)).into(),
-                lines: std::mem::take(&mut self.lines),
+                data: std::mem::replace(&mut buf.data, Vec::with_capacity(self.capacity)).into(),
+                lines: std::mem::take(&mut buf.lines),
             });
         }
+    }
+
+    /// Closes the current parts and continues with column `i` widened.
+    fn widen(&mut self, i: usize, wider: PgType) {
+        let mut done = std::mem::take(&mut self.done);
+        self.close_parts(&mut done);
+        self.done_bytes = done.iter().map(|p| p.data.len()).sum();
+        self.done = done;
         let mut columns = (*self.columns).clone();
         let name = columns[i].name.clone();
         tracing::info!(stream = %self.stream, column = %name, to = %wider.sql(), "data outgrew its column; widening");
@@ -252,6 +352,50 @@ fn key_text(model: &TableModel, fields: &RawFields<'_>) -> String {
     format!(", key {{{}}}", parts.join(", "))
 }
 
+/// FNV-1a over the canonical bytes of key values: values PostgreSQL holds equal hash equal
+/// (`numeric` without its display scale, `-0.0` as `0.0`).
+struct KeyHash(u64);
+
+impl KeyHash {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn value(&mut self, ty: &PgType, value: Option<&[u8]>) {
+        match value {
+            None => self.bytes(&[0xff]),
+            // ndigits, weight, sign, dscale, digits: the display scale does not change the value,
+            // and every zero is the same zero.
+            Some(v) if *ty == PgType::Numeric && v.len() >= 8 => {
+                let zero = v[..2] == [0, 0] && v[4..6] != [0xc0, 0];
+                if !zero {
+                    self.bytes(&v[..6]);
+                    self.bytes(&v[8..]);
+                }
+            }
+            // -0.0 equals 0.0.
+            Some(v) if *ty == PgType::Double && v == [0x80, 0, 0, 0, 0, 0, 0, 0] => {
+                self.bytes(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]);
+            }
+            Some(v) => {
+                self.bytes(&(v.len() as u32).to_be_bytes());
+                self.bytes(v);
+            }
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn now_pg_micros() -> i64 {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -273,6 +417,11 @@ impl StreamSink for PgSink {
         let Some(fields) = fields else {
             return Err(self.fail("*", None, line, "record members not parsed".into()));
         };
+        if let Some(v) = r.version
+            && !self.versions.contains(&v)
+        {
+            self.versions.push(v);
+        }
         loop {
             match self.encode_row(r, fields, line) {
                 Ok(()) => return Ok(()),
@@ -292,28 +441,61 @@ impl StreamSink for PgSink {
     }
 
     fn buffered_rows(&self) -> usize {
-        self.lines.len() + self.done.iter().map(|p| p.lines.len()).sum::<usize>()
+        self.shards.iter().map(|s| s.lines.len()).sum::<usize>()
+            + self.done.iter().map(|p| p.lines.len()).sum::<usize>()
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.data.len() + self.done_bytes
+        self.shards.iter().map(|s| s.data.len()).sum::<usize>() + self.done_bytes
     }
 
     fn take_batch(&mut self) -> Batch {
         let mut parts = std::mem::take(&mut self.done);
         self.done_bytes = 0;
-        if !self.lines.is_empty() {
-            parts.push(Part {
-                columns: self.columns.clone(),
-                data: std::mem::replace(&mut self.data, Vec::with_capacity(self.capacity)).into(),
-                lines: std::mem::take(&mut self.lines),
-            });
+        self.close_parts(&mut parts);
+        Batch {
+            parts,
+            versions: std::mem::take(&mut self.versions),
         }
-        Batch { parts }
     }
 
     fn update_schema(&mut self, spec: Arc<StreamSpec>) -> Result<(), SdkError> {
         self.replan(&spec);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Binary;
+
+    fn hash(ty: &PgType, raw: &str) -> u64 {
+        let mut out = Vec::new();
+        encode::encode(ty, Binary::default(), raw, NulPolicy::Replace, &mut out).unwrap();
+        let mut h = KeyHash::new();
+        h.value(
+            ty,
+            encode::fields(&[&[0, 1][..], &out].concat())
+                .next()
+                .flatten(),
+        );
+        h.finish()
+    }
+
+    #[test]
+    fn equal_keys_hash_equal() {
+        let n = PgType::Numeric;
+        assert_eq!(hash(&n, "1"), hash(&n, "1.0"));
+        assert_eq!(hash(&n, "1"), hash(&n, "\"1.000\""));
+        assert_eq!(hash(&n, "0"), hash(&n, "0.00"));
+        assert_ne!(hash(&n, "1"), hash(&n, "10"));
+        assert_ne!(hash(&n, "1"), hash(&n, "-1"));
+        let d = PgType::Double;
+        assert_eq!(hash(&d, "0.0"), hash(&d, "-0.0"));
+        assert_ne!(hash(&d, "1.0"), hash(&d, "-1.0"));
+        let t = PgType::Text;
+        assert_ne!(hash(&t, "\"a\""), hash(&t, "\"b\""));
+        assert_ne!(hash(&t, "\"a\""), hash(&t, "null"));
     }
 }

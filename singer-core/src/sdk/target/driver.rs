@@ -299,7 +299,7 @@ impl<T: Target> Driver<T> {
 
     fn wait_for_error(&mut self) -> SdkError {
         while let Ok(done) = self.done_rx.recv() {
-            if let Err(e) = done.result {
+            if let Err(e) = self.apply_done(done) {
                 return e;
             }
         }
@@ -332,7 +332,14 @@ impl<T: Target> Driver<T> {
     }
 
     fn apply_done(&mut self, done: Done) -> Result<(), SdkError> {
-        done.result?;
+        if let Err(e) = done.result {
+            // Before stopping, echo the newest state that is durable: the failed batch is
+            // still in flight, so nothing at or after its first line is released.
+            if let Err(out) = self.release() {
+                tracing::error!(error = %out, "cannot echo the last committed state");
+            }
+            return Err(e);
+        }
         self.slots[done.slot].in_flight.pop_front();
         Ok(())
     }

@@ -239,6 +239,47 @@ fn activate_version_retires_only_older_versions() {
 }
 
 #[test]
+fn an_activate_version_before_its_records_waits_for_them() {
+    let s = fresh_schema("version_defer");
+    let av = |v: i64| json!({"type": "ACTIVATE_VERSION", "stream": "t", "version": v});
+    let vrec = |id: i64, v: i64| json!({"type": "RECORD", "stream": "t", "record": {"id": id}, "version": v});
+    let sch = schema_msg("t", json!({"id": {"type": "integer"}}), &["id"]);
+    let deleted = || {
+        sql(&format!(
+            "SELECT id FROM \"{s}\".t WHERE _sdc_deleted_at IS NOT NULL ORDER BY id"
+        ))
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect::<Vec<_>>()
+    };
+    let records: Vec<_> = (1..=4).map(|id| vrec(id, 1)).collect();
+    ok(&load(
+        &s,
+        json!({}),
+        &stream(&[vec![sch.clone(), av(1)], records, vec![av(1)]].concat()),
+    ));
+    // A copy that starts (ACTIVATE_VERSION 2) and stops after two rows, with no closing
+    // message: at the end of input the activation applies, as it would have at once.
+    let cut = [sch.clone(), av(2), vrec(1, 2), vrec(2, 2)];
+    let out = load(&s, json!({"batch_size_rows": 1}), &stream(&cut));
+    ok(&out);
+    assert_eq!(deleted(), ["3", "4"]);
+    // A copy of an emptied table: the activation at the start and the one at the end.
+    ok(&load(&s, json!({}), &stream(&[sch.clone(), av(3), av(3)])));
+    assert_eq!(deleted(), ["1", "2", "3", "4"]);
+    // Only a closing activation, after no records (a resumed copy with nothing left).
+    ok(&load(
+        &s,
+        json!({"hard_delete": true}),
+        &stream(&[sch, av(4)]),
+    ));
+    assert_eq!(
+        scalar(&format!("SELECT count(*) FROM \"{s}\".t")).as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
 fn log_based_deletes_soft_and_hard() {
     for hard in [false, true] {
         let s = fresh_schema("deletes");

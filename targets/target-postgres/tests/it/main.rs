@@ -6,6 +6,7 @@
 mod conformance;
 mod failures;
 mod loading;
+mod parallel;
 mod sdk_streams;
 mod tls;
 

@@ -1,0 +1,240 @@
+//! Loading one part of a batch on one connection, inside the caller's transaction.
+//!
+//! - Append-only streams (no key properties): `COPY table FROM STDIN (FORMAT binary)`.
+//! - Keyed streams: COPY into a temporary staging table, then one `INSERT … SELECT DISTINCT ON
+//!   (keys) … ORDER BY keys, ctid DESC ON CONFLICT (keys) DO UPDATE`, so the last record of a
+//!   key in the part wins (a fresh temporary table filled by one COPY keeps input order in
+//!   `ctid`); with `hard_delete`, rows whose `_sdc_deleted_at` is set are then deleted.
+//! - Direct path: while a keyed table was empty when the run started, a part is first COPYed
+//!   straight into it inside a savepoint. A key conflict (a duplicate in the part or a key
+//!   loaded earlier) rolls back to the savepoint and merges the part through staging instead.
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use singer_core::sdk::SdkError;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use crate::connect::db_error;
+use crate::encode::{COPY_HEADER, COPY_TRAILER};
+use crate::model::{Active, Meta, PlanOptions};
+use crate::names::quote;
+use crate::sink::{Batch, Part};
+use crate::types::PgType;
+
+/// `work_mem` for the merge of one part: enough to sort it in memory.
+const MERGE_WORK_MEM: &str = "64MB";
+
+/// What loading a part needs to know about its stream and table.
+pub(crate) struct Stage<'a> {
+    pub stream: &'a str,
+    /// The quoted, schema-qualified table.
+    pub table: String,
+    pub keys: &'a [String],
+    pub opts: PlanOptions,
+    pub hard_delete: bool,
+}
+
+/// How a part was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// COPY straight into the table.
+    Direct,
+    /// Through the staging table (or a plain COPY for append-only streams).
+    Staged,
+}
+
+impl Stage<'_> {
+    pub(crate) fn context_for(&self, batch: &Batch, what: &str) -> String {
+        let (first, last) = batch.line_range();
+        format!(
+            "stream `{}`: {what} of the batch of input lines {first}-{last} failed",
+            self.stream
+        )
+    }
+
+    /// Maps "COPY x, line N" in a server error to the input line of that part's row.
+    fn part_error(
+        &self,
+        batch: &Batch,
+        part: &Part,
+        what: &str,
+        e: tokio_postgres::Error,
+    ) -> SdkError {
+        let mut context = self.context_for(batch, what);
+        let copy_line = e
+            .as_db_error()
+            .and_then(|d| d.where_())
+            .and_then(|w| w.split(", line ").nth(1))
+            .and_then(|r| r.split([',', ' ']).next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(line) = copy_line.and_then(|n| part.lines.get(n.saturating_sub(1))) {
+            context.push_str(&format!(" (input line {line})"));
+        }
+        db_error(context, e)
+    }
+
+    pub(crate) fn error(&self, batch: &Batch, what: &str, e: tokio_postgres::Error) -> SdkError {
+        db_error(self.context_for(batch, what), e)
+    }
+
+    /// Loads `part` on `client`; `direct` allows the direct path.
+    pub(crate) async fn load(
+        &self,
+        client: &Client,
+        batch: &Batch,
+        part: &Part,
+        direct: bool,
+    ) -> Result<Path, SdkError> {
+        let columns = &part.columns;
+        let custom = columns.iter().any(|c| matches!(c.ty, PgType::Custom(_)));
+        let deletes = columns.iter().any(|c| c.name == Meta::DeletedAt.name());
+        if self.keys.is_empty() && !custom {
+            copy(client, &self.table, columns, part)
+                .await
+                .map_err(|e| self.part_error(batch, part, "COPY", e))?;
+            return Ok(Path::Staged);
+        }
+        if direct && !custom && !(self.hard_delete && deletes) {
+            client
+                .batch_execute("SAVEPOINT singer_direct")
+                .await
+                .map_err(|e| self.error(batch, "SAVEPOINT", e))?;
+            match copy(client, &self.table, columns, part).await {
+                Ok(()) => return Ok(Path::Direct),
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    client
+                        .batch_execute("ROLLBACK TO SAVEPOINT singer_direct")
+                        .await
+                        .map_err(|e| self.error(batch, "ROLLBACK", e))?;
+                    tracing::debug!(stream = %self.stream, "key conflict: switching to staged merges");
+                }
+                Err(e) => return Err(self.part_error(batch, part, "COPY", e)),
+            }
+        }
+        self.merge(client, batch, part).await?;
+        Ok(Path::Staged)
+    }
+
+    async fn merge(&self, client: &Client, batch: &Batch, part: &Part) -> Result<(), SdkError> {
+        let columns = &part.columns;
+        let stage = quote("_singer_stage");
+        let defs: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let ty = if matches!(c.ty, PgType::Custom(_)) {
+                    "text".to_string()
+                } else {
+                    c.ty.sql()
+                };
+                format!("{} {ty}", quote(&c.name))
+            })
+            .collect();
+        let create = format!(
+            "DROP TABLE IF EXISTS {stage}; CREATE TEMP TABLE {stage} ({}) ON COMMIT DROP",
+            defs.join(", ")
+        );
+        client
+            .batch_execute(&create)
+            .await
+            .map_err(|e| self.error(batch, "staging", e))?;
+        copy(client, &stage, columns, part)
+            .await
+            .map_err(|e| self.part_error(batch, part, "COPY", e))?;
+        // The merge sorts the part by key; let it sort in memory (a part is a few MiB).
+        let merge = format!(
+            "SET LOCAL work_mem = '{MERGE_WORK_MEM}'; {}",
+            self.merge_sql(&stage, columns)
+        );
+        client
+            .batch_execute(&merge)
+            .await
+            .map_err(|e| self.error(batch, "merge", e))?;
+        let deletes = columns.iter().any(|c| c.name == Meta::DeletedAt.name());
+        if self.hard_delete && deletes && !self.keys.is_empty() {
+            let on: Vec<String> = self
+                .keys
+                .iter()
+                .map(|k| format!("t.{k} = s.{k}", k = quote(k)))
+                .collect();
+            let sql = format!(
+                "DELETE FROM {} t USING {stage} s WHERE {} AND t.{d} IS NOT NULL",
+                self.table,
+                on.join(" AND "),
+                d = quote(Meta::DeletedAt.name())
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| self.error(batch, "hard delete", e))?;
+        }
+        Ok(())
+    }
+
+    fn merge_sql(&self, stage: &str, columns: &[Active]) -> String {
+        let table = &self.table;
+        let mut insert_cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+        let mut select: Vec<String> = columns
+            .iter()
+            .map(|c| match &c.ty {
+                PgType::Custom(t) => format!("{}::{t}", quote(&c.name)),
+                _ => quote(&c.name),
+            })
+            .collect();
+        if self.opts.metadata {
+            insert_cols.push(quote(Meta::BatchedAt.name()));
+            select.push("now()".into());
+        }
+        let keys: Vec<String> = self.keys.iter().map(|k| quote(k)).collect();
+        if keys.is_empty() {
+            return format!(
+                "INSERT INTO {table} ({}) SELECT {} FROM {stage}",
+                insert_cols.join(", "),
+                select.join(", ")
+            );
+        }
+        let updates: Vec<String> = insert_cols
+            .iter()
+            .filter(|c| !keys.contains(c))
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let conflict = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        format!(
+            "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({k}) {sel} FROM {stage} ORDER BY {k}, ctid DESC ON CONFLICT ({k}) {conflict}",
+            cols = insert_cols.join(", "),
+            k = keys.join(", "),
+            sel = select.join(", "),
+        )
+    }
+}
+
+/// Binary COPY of a part's rows into `table`.
+async fn copy(
+    client: &Client,
+    table: &str,
+    columns: &[Active],
+    part: &Part,
+) -> Result<(), tokio_postgres::Error> {
+    let cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+    let stmt = format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+        cols.join(", ")
+    );
+    let sink = client.copy_in::<_, Bytes>(&stmt).await?;
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::from_static(COPY_HEADER)).await?;
+    // Slices of the part (no copies), so the connection's write buffer stays small.
+    let mut at = 0;
+    while at < part.data.len() {
+        let end = (at + (1 << 20)).min(part.data.len());
+        sink.send(part.data.slice(at..end)).await?;
+        at = end;
+    }
+    sink.send(Bytes::from_static(COPY_TRAILER)).await?;
+    sink.finish().await?;
+    Ok(())
+}
