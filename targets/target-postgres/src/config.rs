@@ -120,7 +120,7 @@ fn default_bytes() -> usize {
     8 * 1024 * 1024
 }
 fn default_connections() -> usize {
-    2
+    1
 }
 fn default_age() -> f64 {
     30.0
