@@ -29,7 +29,7 @@ pub(crate) fn start(
 }
 
 fn forward(mut tap: ChildStdout, target: &ChildStdin, flow: &SharedFlow) -> PumpEnd {
-    let mut carry: Vec<u8> = Vec::with_capacity(2 * STEP);
+    let mut carry: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; STEP];
     let end = loop {
         let n = match tee(&tap, target, STEP, SpliceFlags::empty()) {
@@ -47,14 +47,51 @@ fn forward(mut tap: ChildStdout, target: &ChildStdin, flow: &SharedFlow) -> Pump
         if let Err(e) = tap.read_exact(&mut buf[..n]) {
             break PumpEnd::ReadFailed(format!("reading the tap's output failed: {e}"));
         }
-        carry.extend_from_slice(&buf[..n]);
-        if let Some(nl) = memchr::memrchr(b'\n', &carry) {
-            account(&carry[..=nl], flow);
-            carry.drain(..=nl);
-        }
+        inspect(&buf[..n], &mut carry, flow);
     };
     if !carry.is_empty() {
         account(&carry, flow);
     }
     end
+}
+
+/// Counts the complete lines of `carry` + `bytes`, keeping the unfinished last line in
+/// `carry`; whole lines are counted where they lie, without a copy.
+fn inspect(bytes: &[u8], carry: &mut Vec<u8>, flow: &SharedFlow) {
+    let Some(last) = memchr::memrchr(b'\n', bytes) else {
+        carry.extend_from_slice(bytes);
+        return;
+    };
+    let mut from = 0;
+    if !carry.is_empty() {
+        let first = memchr::memchr(b'\n', bytes).unwrap_or(last);
+        carry.extend_from_slice(&bytes[..=first]);
+        account(carry, flow);
+        carry.clear();
+        from = first + 1;
+    }
+    if from <= last {
+        account(&bytes[from..=last], flow);
+    }
+    carry.extend_from_slice(&bytes[last + 1..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_reads_count_once() {
+        let flow = SharedFlow::default();
+        let mut carry = Vec::new();
+        let text = b"{\"type\":\"RECORD\",\"stream\":\"a\",\"record\":{}}\n{\"type\":\"STATE\",\"value\":{}}\n{\"type\":\"RECORD\",\"stream\":\"b\",\"record\":{}}\n";
+        for chunk in text.chunks(7) {
+            inspect(chunk, &mut carry, &flow);
+        }
+        assert!(carry.is_empty());
+        let f = flow.lock().unwrap();
+        assert_eq!((f.lines, f.states, f.bytes), (3, 1, text.len() as u64));
+        assert_eq!(f.streams["a"].records, 1);
+        assert_eq!(f.streams["b"].records, 1);
+    }
 }
