@@ -80,7 +80,6 @@ pub struct PgSink {
     model: TableModel,
     opts: PlanOptions,
     nul: NulPolicy,
-    keyed: bool,
     columns: Arc<Vec<Active>>,
     slot: HashMap<String, usize>,
     /// Positions of the key columns in `columns`.
@@ -121,7 +120,6 @@ impl PgSink {
             model,
             opts,
             nul: config.nul_character_policy,
-            keyed: false,
             columns: Arc::new(Vec::new()),
             slot: HashMap::new(),
             key_slots: Vec::new(),
@@ -141,7 +139,6 @@ impl PgSink {
     fn replan(&mut self, spec: &StreamSpec) {
         let p = plan(&self.model, &spec.schema, self.opts);
         self.model = p.model;
-        self.keyed = !p.keys.is_empty();
         let columns = p.active;
         self.key_slots = p
             .keys
