@@ -1,7 +1,7 @@
 //! `cargo xtask bench [ARGS]`: the singer-core line-reader benchmark; ARGS go to `cargo bench`
 //! unchanged (e.g. `cargo xtask bench -- --save-baseline main`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::process::Cmd;
 use crate::{Result, cargo, target_dir};
@@ -54,4 +54,42 @@ pub(crate) fn prepare(subdir: &str, bins: &[&str]) -> Result<(PathBuf, PathBuf)>
     let dir = target_dir().join("bench").join(subdir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok((dir, target_dir().join("release")))
+}
+
+/// A `singer.toml` with one pipeline, `name`: tap-mysql on database `bench_tap` with the fixed
+/// `catalog`, into target-postgres schema `schema` of database `test`.
+pub(crate) fn mysql_to_postgres_project(
+    bin: &Path,
+    catalog: &Path,
+    schema: &str,
+    name: &str,
+) -> String {
+    format!(
+        r#"[taps.mysql]
+executable = "{tap}"
+catalog = "{cat}"
+[taps.mysql.config]
+host = "127.0.0.1"
+port = 3306
+user = "root"
+filter_dbs = "bench_tap"
+[taps.mysql.env]
+RUST_LOG = "warn"
+[targets.pg]
+executable = "{target}"
+[targets.pg.config]
+host = "127.0.0.1"
+user = "postgres"
+database = "test"
+default_target_schema = "{schema}"
+[targets.pg.env]
+RUST_LOG = "warn"
+[pipelines.{name}]
+tap = "mysql"
+target = "pg"
+"#,
+        tap = bin.join("tap-mysql").display(),
+        cat = catalog.display(),
+        target = bin.join("target-postgres").display(),
+    )
 }

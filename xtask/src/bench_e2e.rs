@@ -212,14 +212,7 @@ impl Files {
         let project = dir.join("singer.toml");
         w(
             &project,
-            &format!(
-                "[taps.mysql]\nexecutable = \"{tap}\"\ncatalog = \"{cat}\"\n[taps.mysql.config]\nhost = \"127.0.0.1\"\nuser = \"root\"\nfilter_dbs = \"bench_tap\"\n[taps.mysql.env]\nRUST_LOG = \"warn\"\n\
-                 [targets.pg]\nexecutable = \"{target}\"\n[targets.pg.config]\nhost = \"127.0.0.1\"\nuser = \"postgres\"\ndatabase = \"test\"\ndefault_target_schema = \"{LOAD_SCHEMA}\"\n[targets.pg.env]\nRUST_LOG = \"warn\"\n\
-                 [pipelines.e2e]\ntap = \"mysql\"\ntarget = \"pg\"\n",
-                tap = bin.join("tap-mysql").display(),
-                cat = catalog.display(),
-                target = bin.join("target-postgres").display(),
-            ),
+            &crate::bench::mysql_to_postgres_project(bin, &catalog, LOAD_SCHEMA, "e2e"),
         )?;
         Ok(Self {
             bin: bin.to_path_buf(),

@@ -166,34 +166,7 @@ fn write_project(
     let _ = std::fs::remove_dir_all(project.with_file_name(".singer"));
     std::fs::write(
         project,
-        format!(
-            r#"[taps.mysql]
-executable = "{tap}"
-catalog = "{cat}"
-[taps.mysql.config]
-host = "127.0.0.1"
-port = 3306
-user = "root"
-filter_dbs = "bench_tap"
-[taps.mysql.env]
-RUST_LOG = "warn"
-[targets.pg]
-executable = "{target}"
-[targets.pg.config]
-host = "127.0.0.1"
-user = "postgres"
-database = "test"
-default_target_schema = "{SCHEMA}"
-[targets.pg.env]
-RUST_LOG = "warn"
-[pipelines.bench]
-tap = "mysql"
-target = "pg"
-"#,
-            tap = bin.join("tap-mysql").display(),
-            cat = catalog.display(),
-            target = bin.join("target-postgres").display(),
-        ),
+        crate::bench::mysql_to_postgres_project(bin, catalog, SCHEMA, "bench"),
     )
     .map_err(|e| e.to_string())
 }

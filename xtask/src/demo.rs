@@ -145,18 +145,8 @@ fn singer(bin: &Path, project: &Path, args: &[&str]) -> Cmd {
 fn show(bin: &Path, project: &Path) -> Result {
     let psql = |sql: &str| -> Result {
         Cmd::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-X",
-                "-P",
-                "pager=off",
-                "-c",
-            ])
+            .args(crate::bench::PSQL_CONNECTION)
+            .args(["-X", "-P", "pager=off", "-c"])
             .arg(sql)
             .run()
     };

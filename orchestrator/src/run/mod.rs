@@ -307,7 +307,7 @@ fn run_once(
     let pump = match (tap_out, target_in, &pipeline.spool) {
         // Without a buffer size the pipes are the buffer, and bytes move without copies.
         (Some(out), Some(inp), None) if pipeline.buffer.is_none() && pipe_bytes > 0 => {
-            splice::start(out, inp, Arc::clone(&flow)).map_err(RunError::Config)?
+            splice::start(out, inp, Arc::clone(&flow))
         }
         (Some(out), Some(inp), None) => {
             pump::start(out, PipeSink(Some(inp)), buffer, Arc::clone(&flow))

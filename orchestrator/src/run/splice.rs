@@ -16,16 +16,12 @@ use super::pump::{PumpEnd, SharedFlow, account};
 const STEP: usize = 1 << 20;
 
 /// Starts forwarding; join the handle for the outcome.
-pub(crate) fn start(
-    tap: ChildStdout,
-    target: ChildStdin,
-    flow: SharedFlow,
-) -> Result<JoinHandle<PumpEnd>, String> {
-    Ok(std::thread::spawn(move || {
+pub(crate) fn start(tap: ChildStdout, target: ChildStdin, flow: SharedFlow) -> JoinHandle<PumpEnd> {
+    std::thread::spawn(move || {
         let end = forward(tap, &target, &flow);
         drop(target);
         end
-    }))
+    })
 }
 
 fn forward(mut tap: ChildStdout, target: &ChildStdin, flow: &SharedFlow) -> PumpEnd {

@@ -191,18 +191,18 @@ impl PgLoader {
                 Ok::<Path, SdkError>(path)
             }
         });
-        let results = join_all(runs).await;
-        if let Some(failed) = results.iter().position(Result::is_err) {
-            for client in &clients {
-                // Best effort: the run stops on this error anyway.
-                let _ = client.batch_execute("ROLLBACK").await;
+        // Every shard finishes before any commits or rolls back.
+        let paths: Result<Vec<Path>, SdkError> = join_all(runs).await.into_iter().collect();
+        let paths = match paths {
+            Ok(paths) => paths,
+            Err(e) => {
+                for client in &clients {
+                    // Best effort: the run stops on this error anyway.
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
+                return Err(e);
             }
-            let mut results = results;
-            return match results.swap_remove(failed) {
-                Err(e) => Err(e),
-                Ok(_) => Ok(()),
-            };
-        }
+        };
         for (shard, client) in clients.iter().enumerate() {
             if let Err(e) = client.batch_execute("COMMIT").await {
                 if shard > 0 {
@@ -214,7 +214,7 @@ impl PgLoader {
                 return Err(stage.error(batch, "COMMIT", e));
             }
         }
-        self.direct = results.iter().all(|r| matches!(r, Ok(Path::Direct)));
+        self.direct = paths.iter().all(|p| *p == Path::Direct);
         Ok(())
     }
 

@@ -377,11 +377,13 @@ impl KeyHash {
                     self.bytes(&v[8..]);
                 }
             }
-            // -0.0 equals 0.0.
-            Some(v) if *ty == PgType::Double && v == [0x80, 0, 0, 0, 0, 0, 0, 0] => {
-                self.bytes(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]);
-            }
             Some(v) => {
+                // -0.0 equals 0.0.
+                let v = if *ty == PgType::Double && v == [0x80, 0, 0, 0, 0, 0, 0, 0] {
+                    &[0; 8]
+                } else {
+                    v
+                };
                 self.bytes(&(v.len() as u32).to_be_bytes());
                 self.bytes(v);
             }
