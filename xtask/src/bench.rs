@@ -45,15 +45,38 @@ pub(crate) fn psql() -> Cmd {
 /// Builds `bins` (release) and creates `target/bench/<subdir>`; returns that directory and
 /// the directory of the binaries.
 pub(crate) fn prepare(subdir: &str, bins: &[&str]) -> Result<(PathBuf, PathBuf)> {
-    step!("bench: building {} (release)", bins.join(", "));
-    let mut build = cargo().args(["build", "--release"]);
-    for b in bins {
-        build = build.args(["--bin", b]);
+    prepare_profile(subdir, bins, true)
+}
+
+/// [`prepare`], or, when `release` is false, with the debug binaries as the last build left
+/// them: the test suite checks the harness that way, with the binaries its tests just built
+/// (building them here would pick other dependency features and rebuild half the tree).
+pub(crate) fn prepare_profile(
+    subdir: &str,
+    bins: &[&str],
+    release: bool,
+) -> Result<(PathBuf, PathBuf)> {
+    let profile = if release { "release" } else { "debug" };
+    if release {
+        step!("bench: building {} (release)", bins.join(", "));
+        let mut build = cargo().args(["build", "--release"]);
+        for b in bins {
+            build = build.args(["--bin", b]);
+        }
+        build.run()?;
     }
-    build.run()?;
+    for b in bins {
+        let path = target_dir().join(profile).join(b);
+        if !path.is_file() {
+            return Err(format!(
+                "{} is missing\nhint: `cargo build --bin {b}` builds it",
+                path.display()
+            ));
+        }
+    }
     let dir = target_dir().join("bench").join(subdir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok((dir, target_dir().join("release")))
+    Ok((dir, target_dir().join(profile)))
 }
 
 /// A `singer.toml` with one pipeline, `name`: tap-mysql on database `bench_tap` with the fixed

@@ -11,6 +11,8 @@
 //! 5. `singer run`;
 //! 6. the same `singer run` again into the now-full tables (every row an upsert).
 //!
+//! With `--peers`, the Python connectors run the same way beside them (see `bench_peers`).
+//!
 //! After each load it checks row counts, sums, and sampled values (unicode text, decimals, JSON
 //! members, microsecond timestamps) against MariaDB, and writes a Markdown report.
 
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bench::{flag_u64, psql};
 use crate::bench_mysql::{seed, timed};
+use crate::bench_peers::PeerBench;
 use crate::process::Cmd;
 use crate::{Result, services};
 
@@ -27,18 +30,27 @@ const RAW_SCHEMA: &str = "bench_raw";
 const MIXED_COLUMNS: &str =
     "id, qty, status, price, small, ratio, active, note, doc, created, updated, day";
 
-struct Stage {
+/// One measured stage: its times, peak memory, and anything wrong with its loads.
+pub(crate) struct Stage {
     name: &'static str,
-    secs: Vec<f64>,
-    rss_kb: Vec<u64>,
+    pub(crate) secs: Vec<f64>,
+    pub(crate) rss_kb: Vec<u64>,
+    notes: Vec<String>,
 }
 
 impl Stage {
-    fn new(name: &'static str) -> Self {
+    pub(crate) fn new(name: &'static str) -> Self {
         Self {
             name,
             secs: Vec::new(),
             rss_kb: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+    /// Records a problem with a run (a peer's failed or inexact load).
+    pub(crate) fn note(&mut self, text: String) {
+        if !self.notes.contains(&text) {
+            self.notes.push(text);
         }
     }
     fn median(&self) -> f64 {
@@ -54,12 +66,20 @@ impl Stage {
 pub(crate) fn run(args: &[String]) -> Result {
     let rows = flag_u64(args, "--rows", 1_000_000)?;
     let runs = flag_u64(args, "--runs", 3)?.max(1);
+    let with_peers = args.iter().any(|a| a == "--peers");
+    let release = !args.iter().any(|a| a == "--debug");
     services::run()?;
-    let (dir, bin) = crate::bench::prepare("e2e", &["singer", "tap-mysql", "target-postgres"])?;
+    let (dir, bin) =
+        crate::bench::prepare_profile("e2e", &["singer", "tap-mysql", "target-postgres"], release)?;
     seed(rows)?;
     seed_small()?;
     let files = Files::write(&dir, &bin)?;
     let total = rows + 10_000;
+    let mut peers = if with_peers {
+        Some(PeerBench::prepare(&dir)?)
+    } else {
+        None
+    };
 
     let mut raw = Stage::new("raw limit: mariadb --quick --batch | psql COPY");
     let mut tap = Stage::new("tap-mysql > /dev/null");
@@ -121,6 +141,10 @@ pub(crate) fn run(args: &[String]) -> Result {
         upsert.secs.push(s);
         upsert.rss_kb.push(kb);
         verify(LOAD_SCHEMA, rows)?;
+
+        if let Some(p) = &mut peers {
+            p.round(&files, rows)?;
+        }
     }
 
     let base = raw.median();
@@ -129,7 +153,15 @@ pub(crate) fn run(args: &[String]) -> Result {
         report,
         "| {total} rows ({rows} mixed + 10000 small), median of {runs} | seconds | rows/s | vs raw | peak RSS (largest process) |\n|---|---|---|---|---|"
     );
-    for st in [&raw, &tap, &target, &pipe, &singer, &upsert] {
+    let mut stages = vec![&raw, &tap, &target, &pipe, &singer, &upsert];
+    if let Some(p) = &peers {
+        stages.extend(p.stages.iter());
+    }
+    for st in &stages {
+        if st.secs.is_empty() {
+            let _ = writeln!(report, "| {} | failed | | | |", st.name.replace('|', "\\|"));
+            continue;
+        }
         let m = st.median();
         let rss = if st.rss_kb.is_empty() {
             String::new()
@@ -148,6 +180,12 @@ pub(crate) fn run(args: &[String]) -> Result {
         report,
         "\nEvery load was checked against MariaDB: row counts, sums of qty, price and small, NULL counts, and sampled rows (text md5, JSON members, microsecond timestamps)."
     );
+    for st in stages.iter().filter(|st| !st.notes.is_empty()) {
+        let _ = writeln!(report, "\n{}:", st.name);
+        for n in &st.notes {
+            let _ = writeln!(report, "- {}", n.replace('\n', " "));
+        }
+    }
     let path = dir.join("report.md");
     std::fs::write(&path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("\n{report}");
@@ -157,6 +195,17 @@ pub(crate) fn run(args: &[String]) -> Result {
 
 fn sh(cmd: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), cmd.into()]
+}
+
+/// `cmd` in bash, failing if any part of a pipe fails.
+pub(crate) fn sh_pipefail(cmd: &str) -> Vec<String> {
+    vec![
+        "bash".into(),
+        "-o".into(),
+        "pipefail".into(),
+        "-c".into(),
+        cmd.into(),
+    ]
 }
 
 /// The second, small table.
@@ -174,7 +223,7 @@ fn seed_small() -> Result {
         .run()
 }
 
-struct Files {
+pub(crate) struct Files {
     bin: PathBuf,
     tap_config: PathBuf,
     catalog: PathBuf,
@@ -223,7 +272,7 @@ impl Files {
         })
     }
 
-    fn tap_argv(&self) -> Vec<String> {
+    pub(crate) fn tap_argv(&self) -> Vec<String> {
         vec![
             self.bin.join("tap-mysql").display().to_string(),
             "--config".into(),
@@ -318,11 +367,15 @@ fn mariadb_out(sql: &str) -> Result<String> {
 }
 
 fn drop_load_schema() -> Result {
-    psql_c(&format!("DROP SCHEMA IF EXISTS {LOAD_SCHEMA} CASCADE"))
+    drop_schema(LOAD_SCHEMA)
+}
+
+pub(crate) fn drop_schema(schema: &str) -> Result {
+    psql_c(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
 }
 
 /// Compares a loaded schema with the source.
-fn verify(schema: &str, rows: u64) -> Result {
+pub(crate) fn verify(schema: &str, rows: u64) -> Result {
     let sample = format!("(1, 7, 10, 1000, {}, {rows})", rows / 2);
     let checks = [
         (

@@ -80,6 +80,14 @@ pub(crate) fn run(args: &[String]) -> Result {
         rate(singer_secs),
         100.0 * pipe_secs / singer_secs
     );
+    // Runs i of both were back to back: their difference cancels most of the drift in load.
+    let diffs: Vec<f64> = ours.iter().zip(&pipe).map(|(o, p)| o - p).collect();
+    let faster = diffs.iter().filter(|d| **d < 0.0).count();
+    let _ = writeln!(
+        report,
+        "\npaired: singer run minus the pipe it ran beside, median {:+.2} s; singer run was faster in {faster} of {runs} pairs",
+        median(&diffs)
+    );
     let _ = writeln!(
         report,
         "\norchestrator: CPU {own_share:.1}% of the tap's and target's (median), peak RSS {rss_mb:.1} MB; runs: pipe {pipe:.2?} s, singer {ours:.2?} s"

@@ -25,6 +25,16 @@ const PG: Venv = Venv {
     name: "venv-pg",
     packages: &["pipelinewise-target-postgres==2.1.2"],
 };
+/// PipelineWise's tap-mysql, the Python tap ours is measured against (`bench e2e --peers`).
+const TAP_MYSQL: Venv = Venv {
+    name: "venv-tap-mysql",
+    packages: &["pipelinewise-tap-mysql==1.6.0"],
+};
+/// MeltanoLabs' target-postgres, the Singer SDK target Meltano users load with.
+const MELTANO_PG: Venv = Venv {
+    name: "venv-meltano-pg",
+    packages: &["meltanolabs-target-postgres==0.8.1"],
+};
 const MARKER: &str = ".xtask-spec";
 
 struct Venv {
@@ -69,16 +79,21 @@ impl Venv {
     }
 }
 
+/// `Python 3.x.y`: part of each venv's marker, so a new Python rebuilds the venvs.
+fn python_version() -> Result<String> {
+    Cmd::new("python3")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{e}\nhint: run `cargo xtask services` to install python3"))
+}
+
 fn interop_dir() -> PathBuf {
     crate::repo_root().join("target/interop")
 }
 
 /// Creates or refreshes the venvs and `env.json`; returns the path of `env.json`.
 pub(crate) fn run() -> Result<PathBuf> {
-    let python_version = Cmd::new("python3")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("{e}\nhint: run `cargo xtask services` to install python3"))?;
+    let python_version = python_version()?;
     for venv in [&JSONL, &SDK, &PG] {
         venv.ensure(&python_version)?;
     }
@@ -100,6 +115,28 @@ pub(crate) fn run() -> Result<PathBuf> {
         .map_err(|e| format!("failed to write {}: {e}", env_json.display()))?;
     step!("interop: wrote {}", env_json.display());
     Ok(env_json)
+}
+
+/// The Python connectors `bench e2e --peers` measures, installed on demand.
+pub(crate) struct Peers {
+    pub(crate) python: PathBuf,
+    pub(crate) tap_mysql: PathBuf,
+    pub(crate) target_postgres_pipelinewise: PathBuf,
+    pub(crate) target_postgres_meltano: PathBuf,
+}
+
+/// Creates or refreshes the venvs of the Python peers.
+pub(crate) fn peers() -> Result<Peers> {
+    let python_version = python_version()?;
+    for venv in [&TAP_MYSQL, &PG, &MELTANO_PG] {
+        venv.ensure(&python_version)?;
+    }
+    Ok(Peers {
+        python: TAP_MYSQL.bin("python"),
+        tap_mysql: TAP_MYSQL.bin("tap-mysql"),
+        target_postgres_pipelinewise: PG.bin("target-postgres"),
+        target_postgres_meltano: MELTANO_PG.bin("target-postgres"),
+    })
 }
 
 /// `<venv>/lib/python3.*/site-packages/singer_sdk/testing/target_test_streams`.

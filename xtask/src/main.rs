@@ -30,6 +30,7 @@ mod apt;
 mod bench;
 mod bench_e2e;
 mod bench_mysql;
+mod bench_peers;
 mod bench_pg;
 mod bench_pipeline;
 mod demo;
@@ -65,9 +66,12 @@ Commands:
   bench pipeline [--rows N] [--runs K]
              `singer run` against the shell pipe tap-mysql | target-postgres on the same
              table; report rows/s and the orchestrator's own CPU and memory
-  bench e2e [--rows N] [--runs K]
+  bench e2e [--rows N] [--runs K] [--peers] [--debug]
              Every stage of MariaDB -> PostgreSQL on the same data against the raw limit
-             (mariadb | psql COPY), each load verified against the source; Markdown report
+             (mariadb | psql COPY), each load verified against the source; Markdown report.
+             --peers also runs pipelinewise-tap-mysql, pipelinewise-target-postgres and
+             meltanolabs-target-postgres (installed from PyPI into target/interop);
+             --debug uses the debug binaries as last built (the test suite runs it so)
   help       Print this help
 ";
 

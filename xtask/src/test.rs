@@ -1,9 +1,10 @@
 //! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run` calls exactly this).
 //!
 //! Services and interop venvs first (tests that need them fail rather than skip), then
-//! formatting, clippy and the tests, stopping at the first failing step.
+//! formatting, clippy, the tests, and a small run of the end-to-end benchmark harness,
+//! stopping at the first failing step.
 
-use crate::{Result, cargo, interop, services};
+use crate::{Result, bench_e2e, cargo, interop, services};
 
 const PG_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -84,6 +85,14 @@ pub(crate) fn run(args: &[String]) -> Result {
         .env("SINGER_MYSQL_URL", MYSQL_URL)
         .env("SINGER_INTEROP_ENV", &interop_env)
         .run()?;
+    // The benchmark harness end to end on a small table with the debug binaries the tests
+    // built: every stage, ours and the Python peers', each load checked against MariaDB.
+    step!("test: cargo xtask bench e2e --rows 2000 --runs 1 --peers --debug");
+    let smoke: Vec<String> = ["--rows", "2000", "--runs", "1", "--peers", "--debug"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    bench_e2e::run(&smoke)?;
     step!("test: all steps passed");
     Ok(())
 }

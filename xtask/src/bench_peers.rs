@@ -1,0 +1,173 @@
+//! `cargo xtask bench e2e --peers`: the Python connectors Singer users run today, on the same
+//! data as ours, timed and checked the same way.
+//!
+//! - pipelinewise-tap-mysql to /dev/null (against tap-mysql);
+//! - tap-mysql into pipelinewise-target-postgres, and into meltanolabs-target-postgres (against
+//!   target-postgres; our fast tap leaves the target as the limit);
+//! - the all-Python PipelineWise pipe, pipelinewise-tap-mysql into its target-postgres.
+//!
+//! Every load is compared with MariaDB as ours are; a peer that differs is reported, not fatal.
+
+use std::path::{Path, PathBuf};
+
+use crate::bench_e2e::{Files, Stage, drop_schema, sh_pipefail, verify};
+use crate::bench_mysql::timed;
+use crate::interop;
+use crate::process::Cmd;
+use crate::{Result, json};
+
+const PEER_SCHEMA: &str = "bench_peer";
+
+pub(crate) struct PeerBench {
+    tap: PathBuf,
+    tap_config: PathBuf,
+    catalog: PathBuf,
+    pipelinewise: PathBuf,
+    pipelinewise_config: PathBuf,
+    meltano: PathBuf,
+    meltano_config: PathBuf,
+    rss_log: PathBuf,
+    pub(crate) stages: [Stage; 4],
+}
+
+impl PeerBench {
+    /// Installs the peers (PyPI), writes their configs and selects both tables in a catalog
+    /// from pipelinewise-tap-mysql's own discovery.
+    pub(crate) fn prepare(dir: &Path) -> Result<Self> {
+        let py = interop::peers()?;
+        let write =
+            |p: &Path, t: &str| std::fs::write(p, t).map_err(|e| format!("{}: {e}", p.display()));
+        let tap_config = dir.join("peer-tap.json");
+        write(
+            &tap_config,
+            r#"{"host":"127.0.0.1","port":3306,"user":"root","password":"","filter_dbs":"bench_tap"}"#,
+        )?;
+        let pipelinewise_config = dir.join("peer-pipelinewise.json");
+        write(
+            &pipelinewise_config,
+            &format!(
+                r#"{{"host":"127.0.0.1","port":5432,"user":"postgres","password":"unused","dbname":"test","default_target_schema":{}}}"#,
+                json::string(PEER_SCHEMA)
+            ),
+        )?;
+        let meltano_config = dir.join("peer-meltano.json");
+        write(
+            &meltano_config,
+            &format!(
+                r#"{{"host":"127.0.0.1","port":5432,"user":"postgres","password":"unused","database":"test","default_target_schema":{}}}"#,
+                json::string(PEER_SCHEMA)
+            ),
+        )?;
+        step!("bench: discovering with pipelinewise-tap-mysql");
+        let discovered = dir.join("peer-discovered.json");
+        let (mut child, shown) = Cmd::new(&py.tap_mysql)
+            .arg("--config")
+            .arg(&tap_config)
+            .arg("--discover")
+            .spawn(
+                std::process::Stdio::null(),
+                std::process::Stdio::from(
+                    std::fs::File::create(&discovered).map_err(|e| e.to_string())?,
+                ),
+                std::process::Stdio::inherit(),
+            )?;
+        if !child.wait().map_err(|e| e.to_string())?.success() {
+            return Err(format!("`{shown}` failed"));
+        }
+        let catalog = dir.join("peer-catalog.json");
+        Cmd::new(&py.python)
+            .args(["-c", SELECT_STREAMS])
+            .arg(&discovered)
+            .arg(&catalog)
+            .run()?;
+        Ok(Self {
+            tap: py.tap_mysql,
+            tap_config,
+            catalog,
+            pipelinewise: py.target_postgres_pipelinewise,
+            pipelinewise_config,
+            meltano: py.target_postgres_meltano,
+            meltano_config,
+            rss_log: dir.join("peer-target.time"),
+            stages: [
+                Stage::new("pipelinewise-tap-mysql > /dev/null"),
+                Stage::new("tap-mysql | pipelinewise-target-postgres"),
+                Stage::new("tap-mysql | meltanolabs-target-postgres"),
+                Stage::new("pipelinewise-tap-mysql | pipelinewise-target-postgres"),
+            ],
+        })
+    }
+
+    /// One round of every peer stage; loads are checked against MariaDB.
+    pub(crate) fn round(&mut self, ours: &Files, rows: u64) -> Result {
+        let peer_tap = format!(
+            "{} --config {} --catalog {}",
+            self.tap.display(),
+            self.tap_config.display(),
+            self.catalog.display()
+        );
+        let (s, kb) = timed(&sh_pipefail(&format!("exec {peer_tap} > /dev/null")))?;
+        self.stages[0].secs.push(s);
+        self.stages[0].rss_kb.push(kb);
+
+        let our_tap = ours.tap_argv().join(" ");
+        let loads = [
+            (
+                1,
+                our_tap.clone(),
+                &self.pipelinewise,
+                &self.pipelinewise_config,
+            ),
+            (2, our_tap, &self.meltano, &self.meltano_config),
+            (3, peer_tap, &self.pipelinewise, &self.pipelinewise_config),
+        ];
+        for (i, tap, target, config) in loads {
+            drop_schema(PEER_SCHEMA)?;
+            let _ = std::fs::remove_file(&self.rss_log);
+            let cmd = format!(
+                "{tap} | /usr/bin/time -f maxrss_kb=%M -o {log} {target} --config {config} > /dev/null",
+                log = self.rss_log.display(),
+                target = target.display(),
+                config = config.display(),
+            );
+            let stage = &mut self.stages[i];
+            match timed(&sh_pipefail(&cmd)) {
+                Ok((s, _)) => {
+                    stage.secs.push(s);
+                    stage.rss_kb.push(read_rss(&self.rss_log));
+                    if let Err(e) = verify(PEER_SCHEMA, rows) {
+                        stage.note(format!("loaded data differs from MariaDB: {e}"));
+                    }
+                }
+                Err(e) => stage.note(format!("failed: {e}")),
+            }
+        }
+        drop_schema(PEER_SCHEMA)
+    }
+}
+
+fn read_rss(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Keeps the two bench tables of a discovered catalog and selects them for FULL_TABLE.
+const SELECT_STREAMS: &str = r#"
+import json, sys
+catalog = json.load(open(sys.argv[1]))
+keep = []
+for s in catalog["streams"]:
+    if s["tap_stream_id"] in ("bench_tap-mixed", "bench_tap-small"):
+        for m in s["metadata"]:
+            if m["breadcrumb"] == []:
+                m["metadata"].update({"selected": True, "replication-method": "FULL_TABLE"})
+        keep.append(s)
+if len(keep) != 2:
+    sys.exit("discovery did not find bench_tap.mixed and bench_tap.small")
+catalog["streams"] = keep
+json.dump(catalog, open(sys.argv[2], "w"))
+"#;
