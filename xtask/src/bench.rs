@@ -25,6 +25,13 @@ pub(crate) fn flag_u64(args: &[String], name: &str, default: u64) -> Result<u64>
     }
 }
 
+/// The middle value (the upper middle of an even count).
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// How psql reaches the test database, stopping at the first error.
 pub(crate) const PSQL_CONNECTION: [&str; 8] = [
     "-h",

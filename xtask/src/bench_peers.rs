@@ -18,11 +18,61 @@ use crate::{Result, json};
 
 const PEER_SCHEMA: &str = "bench_peer";
 
+/// The peers' connection settings, written as JSON configs and as `singer.toml` tables.
+const TAP_SETTINGS: &[(&str, &str)] = &[
+    ("host", "127.0.0.1"),
+    ("port", "3306"),
+    ("user", "root"),
+    ("password", ""),
+    ("filter_dbs", "bench_tap"),
+];
+const PIPELINEWISE_SETTINGS: &[(&str, &str)] = &[
+    ("host", "127.0.0.1"),
+    ("port", "5432"),
+    ("user", "postgres"),
+    ("password", "unused"),
+    ("dbname", "test"),
+    ("default_target_schema", PEER_SCHEMA),
+];
+const MELTANO_SETTINGS: &[(&str, &str)] = &[
+    ("host", "127.0.0.1"),
+    ("port", "5432"),
+    ("user", "postgres"),
+    ("password", "unused"),
+    ("database", "test"),
+    ("default_target_schema", PEER_SCHEMA),
+];
+
+/// A settings value: ports are numbers, the rest strings (JSON and TOML spell both alike).
+fn value(key: &str, v: &str) -> String {
+    if key == "port" {
+        v.to_string()
+    } else {
+        json::string(v)
+    }
+}
+
+fn json_config(settings: &[(&str, &str)]) -> String {
+    let fields: Vec<String> = settings
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json::string(k), value(k, v)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+fn toml_table(name: &str, settings: &[(&str, &str)]) -> String {
+    let mut out = format!("[{name}]\n");
+    for (k, v) in settings {
+        out.push_str(&format!("{k} = {}\n", value(k, v)));
+    }
+    out
+}
+
 pub(crate) struct PeerBench {
-    tap: PathBuf,
+    pub(crate) tap: PathBuf,
     tap_config: PathBuf,
-    catalog: PathBuf,
-    pipelinewise: PathBuf,
+    pub(crate) catalog: PathBuf,
+    pub(crate) pipelinewise: PathBuf,
     pipelinewise_config: PathBuf,
     meltano: PathBuf,
     meltano_config: PathBuf,
@@ -38,26 +88,11 @@ impl PeerBench {
         let write =
             |p: &Path, t: &str| std::fs::write(p, t).map_err(|e| format!("{}: {e}", p.display()));
         let tap_config = dir.join("peer-tap.json");
-        write(
-            &tap_config,
-            r#"{"host":"127.0.0.1","port":3306,"user":"root","password":"","filter_dbs":"bench_tap"}"#,
-        )?;
+        write(&tap_config, &json_config(TAP_SETTINGS))?;
         let pipelinewise_config = dir.join("peer-pipelinewise.json");
-        write(
-            &pipelinewise_config,
-            &format!(
-                r#"{{"host":"127.0.0.1","port":5432,"user":"postgres","password":"unused","dbname":"test","default_target_schema":{}}}"#,
-                json::string(PEER_SCHEMA)
-            ),
-        )?;
+        write(&pipelinewise_config, &json_config(PIPELINEWISE_SETTINGS))?;
         let meltano_config = dir.join("peer-meltano.json");
-        write(
-            &meltano_config,
-            &format!(
-                r#"{{"host":"127.0.0.1","port":5432,"user":"postgres","password":"unused","database":"test","default_target_schema":{}}}"#,
-                json::string(PEER_SCHEMA)
-            ),
-        )?;
+        write(&meltano_config, &json_config(MELTANO_SETTINGS))?;
         step!("bench: discovering with pipelinewise-tap-mysql");
         let discovered = dir.join("peer-discovered.json");
         let (mut child, shown) = Cmd::new(&py.tap_mysql)
@@ -143,6 +178,36 @@ impl PeerBench {
             }
         }
         drop_schema(PEER_SCHEMA)
+    }
+}
+
+impl PeerBench {
+    /// The shell pipe `pipelinewise-tap-mysql | pipelinewise-target-postgres`.
+    pub(crate) fn pipelinewise_pipe(&self) -> String {
+        format!(
+            "{} --config {} --catalog {} | {} --config {} > /dev/null",
+            self.tap.display(),
+            self.tap_config.display(),
+            self.catalog.display(),
+            self.pipelinewise.display(),
+            self.pipelinewise_config.display(),
+        )
+    }
+
+    /// A `singer.toml` with the same tap and target, and `pipelines` (TOML) appended.
+    pub(crate) fn pipelinewise_project(&self, pipelines: &str) -> String {
+        format!(
+            "[taps.pw]\nexecutable = {}\ncatalog = {}\n{}[targets.pw]\nexecutable = {}\n{}{pipelines}",
+            json::string(&self.tap.display().to_string()),
+            json::string(&self.catalog.display().to_string()),
+            toml_table("taps.pw.config", TAP_SETTINGS),
+            json::string(&self.pipelinewise.display().to_string()),
+            toml_table("targets.pw.config", PIPELINEWISE_SETTINGS),
+        )
+    }
+
+    pub(crate) fn schema() -> &'static str {
+        PEER_SCHEMA
     }
 }
 

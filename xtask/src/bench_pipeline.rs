@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::process::Stdio;
 use std::time::Instant;
 
-use crate::bench::psql;
+use crate::bench::{median, psql};
 use crate::process::Cmd;
 use crate::{Result, bench_mysql, services};
 
@@ -97,12 +97,6 @@ pub(crate) fn run(args: &[String]) -> Result {
     eprintln!("\n{report}");
     step!("bench: report written to {}", path.display());
     Ok(())
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
 }
 
 fn shell_pipe(

@@ -33,6 +33,7 @@ mod bench_mysql;
 mod bench_peers;
 mod bench_pg;
 mod bench_pipeline;
+mod bench_pipeline_py;
 mod demo;
 mod interop;
 mod json;
@@ -63,9 +64,11 @@ Commands:
   bench tap-mysql [--rows N] [--runs K]
              Read N mixed-type rows from MariaDB with `mariadb --quick` (the raw limit) and
              with tap-mysql FULL_TABLE, K times each; report medians and peak memory
-  bench pipeline [--rows N] [--runs K]
+  bench pipeline [--rows N] [--runs K] [--python]
              `singer run` against the shell pipe tap-mysql | target-postgres on the same
-             table; report rows/s and the orchestrator's own CPU and memory
+             table; report rows/s and the orchestrator's own CPU and memory. --python:
+             pipelinewise-tap-mysql | pipelinewise-target-postgres instead (default 200,000
+             rows), the shell pipe against `singer run` with and without a buffer
   bench e2e [--rows N] [--runs K] [--peers] [--debug]
              Every stage of MariaDB -> PostgreSQL on the same data against the raw limit
              (mariadb | psql COPY), each load verified against the source; Markdown report.
@@ -89,6 +92,9 @@ fn main() -> ExitCode {
         "bench" => match rest.split_first() {
             Some((what, more)) if what == "target-postgres" => bench_pg::run(more),
             Some((what, more)) if what == "tap-mysql" => bench_mysql::run(more),
+            Some((what, more)) if what == "pipeline" && more.iter().any(|a| a == "--python") => {
+                bench_pipeline_py::run(more)
+            }
             Some((what, more)) if what == "pipeline" => bench_pipeline::run(more),
             Some((what, more)) if what == "e2e" => bench_e2e::run(more),
             _ => bench::run(rest),
