@@ -3,7 +3,8 @@
 //! A large batch whose rows the sink split over several shards loads on one connection per
 //! shard at once ([`crate::stage`] does the work of each). Every shard's transaction stays
 //! open until all succeeded, then each commits; if one fails, all roll back. Small batches,
-//! and batches in which a column was widened, load on the first connection alone.
+//! batches in which a column was widened, and batches COPYed straight into a table that was
+//! empty load on the first connection alone.
 //!
 //! ACTIVATE_VERSION v marks (or with `hard_delete` removes) rows whose `_sdc_table_version`
 //! is below v or null. It runs after every batch before it committed, so rows of version v
@@ -116,7 +117,9 @@ impl PgLoader {
             .parts
             .windows(2)
             .all(|w| Arc::ptr_eq(&w[0].columns, &w[1].columns));
-        if shards == 1 || !one_shape || batch.bytes() < PARALLEL_MIN_BYTES {
+        // COPY straight into an empty table gains nothing from more connections (measured
+        // slower: they compete with the target for cores); merges do.
+        if shards == 1 || !one_shape || batch.bytes() < PARALLEL_MIN_BYTES || self.direct {
             return self.load_serial(batch).await;
         }
         if let Some(first) = batch.parts.first() {

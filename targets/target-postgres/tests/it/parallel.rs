@@ -112,3 +112,28 @@ fn a_failing_shard_rolls_back_every_shard_and_echoes_no_state() {
         ]]
     );
 }
+
+#[test]
+fn a_first_load_copies_on_one_connection_and_merges_go_parallel() {
+    let s = fresh_schema("parallel_first");
+    let mut msgs = vec![schema_msg("k", "integer", &["id"])];
+    for id in 0..12_000u32 {
+        msgs.push(rec("k", json!(id), 1));
+    }
+    msgs.push(json!({"type": "STATE", "value": {"at": 1}}));
+    let input = stream(&msgs);
+    // Into the empty table: two large batches COPYed straight in, on one connection.
+    let out = run(&s, 2, &input);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("loading over"), "{log}");
+    // Again into the full table: every row a merge, over both connections.
+    let out = run(&s, 2, &input);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("loading over 2 connections"), "{log}");
+    assert_eq!(
+        scalar(&format!("SELECT count(*) FROM \"{s}\".k")).as_deref(),
+        Some("12000")
+    );
+}
