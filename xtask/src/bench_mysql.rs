@@ -162,13 +162,17 @@ pub(crate) fn timed(argv: &[String]) -> Result<(f64, u64)> {
         return Err(format!("`{shown}` failed ({status})"));
     }
     let secs = started.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let kb = text
+    Ok((secs, max_rss_kb(&log)))
+}
+
+/// The peak RSS that `/usr/bin/time -f maxrss_kb=%M -o LOG` wrote to `log` (0 if absent).
+pub(crate) fn max_rss_kb(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix("maxrss_kb="))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    Ok((secs, kb))
+        .unwrap_or(0)
 }
 
 fn median(samples: &[(f64, u64)]) -> (f64, u64) {

@@ -11,12 +11,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::bench_e2e::{Files, Stage, drop_schema, sh_pipefail, verify};
-use crate::bench_mysql::timed;
+use crate::bench_mysql::{max_rss_kb, timed};
 use crate::interop;
 use crate::process::Cmd;
 use crate::{Result, json};
 
-const PEER_SCHEMA: &str = "bench_peer";
+/// The schema every peer target loads into.
+pub(crate) const PEER_SCHEMA: &str = "bench_peer";
 
 /// The peers' connection settings, written as JSON configs and as `singer.toml` tables.
 const TAP_SETTINGS: &[(&str, &str)] = &[
@@ -135,12 +136,7 @@ impl PeerBench {
 
     /// One round of every peer stage; loads are checked against MariaDB.
     pub(crate) fn round(&mut self, ours: &Files, rows: u64) -> Result {
-        let peer_tap = format!(
-            "{} --config {} --catalog {}",
-            self.tap.display(),
-            self.tap_config.display(),
-            self.catalog.display()
-        );
+        let peer_tap = self.tap_command();
         let (s, kb) = timed(&sh_pipefail(&format!("exec {peer_tap} > /dev/null")))?;
         self.stages[0].secs.push(s);
         self.stages[0].rss_kb.push(kb);
@@ -169,7 +165,7 @@ impl PeerBench {
             match timed(&sh_pipefail(&cmd)) {
                 Ok((s, _)) => {
                     stage.secs.push(s);
-                    stage.rss_kb.push(read_rss(&self.rss_log));
+                    stage.rss_kb.push(max_rss_kb(&self.rss_log));
                     if let Err(e) = verify(PEER_SCHEMA, rows) {
                         stage.note(format!("loaded data differs from MariaDB: {e}"));
                     }
@@ -179,16 +175,22 @@ impl PeerBench {
         }
         drop_schema(PEER_SCHEMA)
     }
-}
 
-impl PeerBench {
+    /// pipelinewise-tap-mysql with its config and catalog, as a shell command.
+    fn tap_command(&self) -> String {
+        format!(
+            "{} --config {} --catalog {}",
+            self.tap.display(),
+            self.tap_config.display(),
+            self.catalog.display()
+        )
+    }
+
     /// The shell pipe `pipelinewise-tap-mysql | pipelinewise-target-postgres`.
     pub(crate) fn pipelinewise_pipe(&self) -> String {
         format!(
-            "{} --config {} --catalog {} | {} --config {} > /dev/null",
-            self.tap.display(),
-            self.tap_config.display(),
-            self.catalog.display(),
+            "{} | {} --config {} > /dev/null",
+            self.tap_command(),
             self.pipelinewise.display(),
             self.pipelinewise_config.display(),
         )
@@ -205,19 +207,6 @@ impl PeerBench {
             toml_table("targets.pw.config", PIPELINEWISE_SETTINGS),
         )
     }
-
-    pub(crate) fn schema() -> &'static str {
-        PEER_SCHEMA
-    }
-}
-
-fn read_rss(log: &Path) -> u64 {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kb="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Keeps the two bench tables of a discovered catalog and selects them for FULL_TABLE.

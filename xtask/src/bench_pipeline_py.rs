@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use crate::bench::{flag_u64, median, psql};
 use crate::bench_e2e::{drop_schema, sh_pipefail};
 use crate::bench_mysql::timed;
-use crate::bench_peers::PeerBench;
+use crate::bench_peers::{PEER_SCHEMA, PeerBench};
 use crate::{Result, bench_mysql, services};
 
 const MODES: [&str; 3] = [
@@ -54,14 +54,14 @@ pub(crate) fn run(args: &[String]) -> Result {
         // Rotate the order, so no mode always follows the same one.
         for k in 0..3 {
             let m = (i + k) % 3;
-            drop_schema(PeerBench::schema())?;
+            drop_schema(PEER_SCHEMA)?;
             let _ = std::fs::remove_dir_all(dir.join(".singer"));
             step!("bench: run {}/{runs}: {}", i + 1, MODES[m]);
             secs[m].push(timed(&commands[m])?.0);
             verify(rows + 10_000)?;
         }
     }
-    drop_schema(PeerBench::schema())?;
+    drop_schema(PEER_SCHEMA)?;
 
     let medians: Vec<f64> = secs.iter().map(|s| median(s)).collect();
     let mut report = String::new();
@@ -89,15 +89,14 @@ pub(crate) fn run(args: &[String]) -> Result {
 
 /// Both tables landed whole (the peers' types differ from ours, so counts only).
 fn verify(want: u64) -> Result {
-    let schema = PeerBench::schema();
     let n = psql()
         .arg("-c")
         .arg(format!(
-            "SELECT (SELECT count(*) FROM {schema}.mixed) + (SELECT count(*) FROM {schema}.small)"
+            "SELECT (SELECT count(*) FROM {PEER_SCHEMA}.mixed) + (SELECT count(*) FROM {PEER_SCHEMA}.small)"
         ))
         .output()?;
     if n != want.to_string() {
-        return Err(format!("{schema} holds {n} rows, expected {want}"));
+        return Err(format!("{PEER_SCHEMA} holds {n} rows, expected {want}"));
     }
     Ok(())
 }
