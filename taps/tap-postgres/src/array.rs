@@ -17,7 +17,7 @@ pub(crate) fn write_array(out: &mut Vec<u8>, element: &Kind, text: &[u8]) -> Res
         Some(b'[') => text.iter().position(|b| *b == b'=').ok_or_else(bad)? + 1,
         _ => 0,
     };
-    let delimiter = if matches!(element, Kind::Verbatim { .. }) && text.contains(&b';') {
+    let delimiter = if matches!(element, Kind::Verbatim) && text.contains(&b';') {
         // Only box uses `;`; its elements contain commas.
         b';'
     } else {

@@ -219,7 +219,7 @@ impl Column {
     pub(crate) fn json_schema(&self, key: bool) -> Json {
         let mut s = self.kind.json_schema(!(self.not_null || key));
         if self.builtin
-            && matches!(self.kind, Kind::Verbatim { .. })
+            && matches!(self.kind, Kind::Verbatim)
             && let Json::Object(m) = &mut s
         {
             m.insert("x-sql-datatype".into(), json!(self.declared));

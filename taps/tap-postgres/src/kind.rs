@@ -24,11 +24,9 @@ pub(crate) enum Kind {
     Text {
         max_length: Option<u32>,
     },
-    /// Strings kept exactly as PostgreSQL prints them (inet, ranges, enums, bit strings,
-    /// intervals, times...); `format` is the JSON Schema format, if one applies.
-    Verbatim {
-        format: Option<&'static str>,
-    },
+    /// Strings kept exactly as PostgreSQL prints them (inet, ranges, bit strings, intervals,
+    /// times...); built-in ones name their SQL type in `x-sql-datatype`.
+    Verbatim,
     Uuid,
     /// json and jsonb: the JSON text itself.
     Json,
@@ -81,7 +79,7 @@ impl Kind {
         let modifier = (t.typmod >= 4).then(|| t.typmod - 4);
         match t.typtype {
             'e' => return Kind::Text { max_length: None },
-            'r' | 'm' => return Kind::Verbatim { format: None },
+            'r' | 'm' => return Kind::Verbatim,
             'c' => return Kind::Unsupported(format!("composite type `{}`", t.name)),
             'p' => return Kind::Unsupported(format!("pseudo-type `{}`", t.name)),
             _ => {}
@@ -116,12 +114,11 @@ impl Kind {
             "date" => Kind::Date,
             "timestamp" | "timestamptz" => Kind::Timestamp,
             "hstore" => Kind::Hstore,
-            "time" => Kind::Verbatim {
-                format: Some("time"),
-            },
-            "timetz" | "interval" | "bit" | "varbit" | "inet" | "cidr" | "macaddr" | "macaddr8"
-            | "tsvector" | "tsquery" | "pg_lsn" | "point" | "line" | "lseg" | "box" | "path"
-            | "polygon" | "circle" | "jsonpath" => Kind::Verbatim { format: None },
+            // No `format: time`: RFC 3339 times need an offset, which `time` has not; the
+            // SQL type goes in `x-sql-datatype` instead.
+            "time" | "timetz" | "interval" | "bit" | "varbit" | "inet" | "cidr" | "macaddr"
+            | "macaddr8" | "tsvector" | "tsquery" | "pg_lsn" | "point" | "line" | "lseg"
+            | "box" | "path" | "polygon" | "circle" | "jsonpath" => Kind::Verbatim,
             _ if t.category == 'S' => Kind::Text { max_length: None },
             other => Kind::Unsupported(format!("type `{other}` has no JSON mapping")),
         }
@@ -185,11 +182,8 @@ impl Kind {
                     s.insert("maxLength".into(), json!(n));
                 }
             }
-            Kind::Verbatim { format } => {
+            Kind::Verbatim => {
                 s.insert("type".into(), ty("string"));
-                if let Some(f) = format {
-                    s.insert("format".into(), json!(f));
-                }
             }
             Kind::Uuid => {
                 s.insert("type".into(), ty("string"));

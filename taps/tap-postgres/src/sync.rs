@@ -120,7 +120,8 @@ pub(crate) async fn run(
         .iter()
         .map(|s| (s.table.schema.clone(), s.table.name.clone()))
         .collect();
-    slot::ensure_publication(&client, &config.publication(), &tables).await?;
+    let partitioned = log_based.iter().any(|s| s.table.relkind == 'p');
+    slot::ensure_publication(&client, &config.publication(), &tables, partitioned).await?;
     let slot_name = config.slot();
     let slot = slot::slot_info(&client, &slot_name).await?;
     let bookmark =

@@ -47,7 +47,7 @@ pub(crate) fn write_json(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) -> Res {
             }
             _ => Err(malformed("boolean", text)),
         },
-        Kind::Text { .. } | Kind::Verbatim { .. } | Kind::Uuid => {
+        Kind::Text { .. } | Kind::Verbatim | Kind::Uuid => {
             write_text(out, text);
             Ok(())
         }

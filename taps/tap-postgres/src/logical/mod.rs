@@ -31,6 +31,9 @@ pub(crate) const LSN: &str = "lsn";
 /// Set once a LOG_BASED stream's initial snapshot is complete.
 pub(crate) const INITIAL_COMPLETE: &str = "initial_snapshot_complete";
 
+/// How often a run without changes of its streams writes its advancing position.
+const IDLE_STATE_EVERY: Duration = Duration::from_secs(30);
+
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
@@ -183,6 +186,7 @@ impl Reader<'_> {
         names: &str,
     ) -> Result<(), SdkError> {
         let mut last_change = Instant::now();
+        let mut last_state = Instant::now();
         let idle_limit = if end.is_some() {
             // A bounded run waits for the server's keepalive at the end of the WAL; this
             // only guards against a server that never sends one.
@@ -237,6 +241,7 @@ impl Reader<'_> {
                         self.save_positions(ctx);
                         ctx.write_state()?;
                         self.since_state = 0;
+                        last_state = Instant::now();
                     }
                     if end.is_some_and(|e| end_lsn.0 >= e) {
                         return Ok(());
@@ -249,6 +254,13 @@ impl Reader<'_> {
                         self.advance(wal_end.0);
                         if end.is_some_and(|e| wal_end.0 >= e) {
                             return Ok(());
+                        }
+                        // A quiet continuous run still moves its state on, so the slot can
+                        // release WAL once the target confirms it.
+                        if last_state.elapsed() >= IDLE_STATE_EVERY {
+                            self.save_positions(ctx);
+                            ctx.write_state()?;
+                            last_state = Instant::now();
                         }
                     }
                 }

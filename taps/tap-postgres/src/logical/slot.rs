@@ -72,21 +72,35 @@ pub(crate) async fn slot_info(client: &Client, slot: &str) -> Result<Option<Slot
     }))
 }
 
-/// Makes sure the publication exists and publishes every table in `tables`.
+/// Makes sure the publication exists and publishes every table in `tables`. Changes of
+/// partitioned tables are published under the partitioned table's name
+/// (`publish_via_partition_root`), so they reach its stream.
 pub(crate) async fn ensure_publication(
     client: &Client,
     publication: &str,
     tables: &[(String, String)],
+    partitioned: bool,
 ) -> Result<(), SdkError> {
     let err = |e| db_error(format!("cannot set up publication `{publication}`"), e);
-    let all: Option<bool> = client
+    let row = client
         .query_opt(
-            "SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1",
+            "SELECT puballtables, pubviaroot FROM pg_catalog.pg_publication WHERE pubname = $1",
             &[&publication],
         )
         .await
-        .map_err(err)?
-        .map(|r| r.get(0));
+        .map_err(err)?;
+    let all: Option<bool> = row.as_ref().map(|r| r.get(0));
+    if partitioned && row.as_ref().is_some_and(|r| !r.get::<_, bool>(1)) {
+        tracing::info!(
+            publication,
+            "publishing partitioned tables under their own name"
+        );
+        let sql = format!(
+            "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+            ident(publication)
+        );
+        client.batch_execute(&sql).await.map_err(err)?;
+    }
     let list = |ts: &[&(String, String)]| {
         ts.iter()
             .map(|(s, t)| table_ref(s, t))
@@ -97,7 +111,7 @@ pub(crate) async fn ensure_publication(
         Some(true) => Ok(()),
         None => {
             let sql = format!(
-                "CREATE PUBLICATION {} FOR TABLE {}",
+                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
                 ident(publication),
                 list(&tables.iter().collect::<Vec<_>>())
             );

@@ -124,3 +124,55 @@ fn a_missing_table_and_a_bad_password_are_clear_errors() {
     assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
     assert!(!run.stderr.contains("s3cret-pw"));
 }
+
+#[test]
+fn a_connection_dropped_mid_snapshot_fails_naming_the_stream() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    let server = Server::shared();
+    let db = Db::create(&server, "ftdrop");
+    db.exec(
+        "CREATE TABLE big (id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT i, repeat('z', 500) FROM generate_series(1, 200000) i;",
+    );
+    let dir = tempdir();
+    let catalog = select(
+        &discover(dir.path(), &db.config()),
+        &["public-big"],
+        "FULL_TABLE",
+        None,
+    );
+    let mut child = crate::tap_command(dir.path(), &db.config(), Some(&catalog), None)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // Wait for the first record: the copy is under way (and blocked on the full pipe).
+    while !line.contains("\"RECORD\"") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the tap ended early");
+    }
+    let killed = db.scalar(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = 'tap-postgres' AND datname = '{}'",
+        db.name
+    ));
+    assert_eq!(killed, "1");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("stream `public-big`"), "{stderr}");
+    // No state claims the copy finished.
+    assert!(!rest.contains("initial_full_table_complete\":true"));
+}

@@ -426,3 +426,42 @@ fn a_dropped_replication_connection_fails_naming_the_stream() {
     assert!(started.elapsed() < Duration::from_secs(50));
     let _ = parse_lines(&String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn partitioned_tables_stream_under_their_own_name() {
+    let server = Server::for_logical();
+    let db = Db::create(&server, "lbpart");
+    db.exec(
+        "CREATE TABLE p (id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+         CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10);
+         CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (10) TO (20);
+         INSERT INTO p VALUES (1, 1), (2, 15);",
+    );
+    let dir = tempdir();
+    let discovered = discover(dir.path(), &db.config());
+    let streams: Vec<&str> = discovered["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tap_stream_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        streams,
+        ["public-p"],
+        "partitions are read through their parent"
+    );
+    let catalog = select(&discovered, &["public-p"], "LOG_BASED", None);
+    let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
+    assert!(first.ok, "{}", first.stderr);
+    assert_eq!(ids(&first.records("public-p")), [1, 2]);
+    db.exec("INSERT INTO p VALUES (3, 5), (4, 19); UPDATE p SET k = 12 WHERE id = 1;");
+    let second = run_tap(
+        dir.path(),
+        &db.config(),
+        Some(&catalog),
+        Some(&first.last_state()),
+    );
+    assert!(second.ok, "{}", second.stderr);
+    let recs = second.records("public-p");
+    assert_eq!(ids(&recs), [3, 4, 1, 1], "{recs:?}");
+}

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{Db, Server, discover, metadata, run_tap, select, stream, tempdir};
 
-const TABLE: &str = r#"
+pub const TABLE: &str = r#"
 CREATE EXTENSION IF NOT EXISTS hstore;
 CREATE EXTENSION IF NOT EXISTS citext;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -22,6 +22,27 @@ CREATE TABLE every (
   dpa prices, pr pair
 );
 "#;
+
+/// Creates the table of every type in `db` with three rows (every value, the infinities,
+/// nulls); returns the 1000-digit numeric of row 1 without its sign.
+pub fn fill(db: &Db) -> String {
+    db.exec(TABLE);
+    let big = format!("{}.{}", "9".repeat(600), "1".repeat(400));
+    db.exec(&format!(
+        r#"INSERT INTO every VALUES (1, -32768, 2147483647, -{big}, 1234567890.12, 1.5e-7,
+        1.7976931348623157e308, -1234.56, true, 'héllo', 'ab', E'tab\there\nnew "q" \\ back',
+        'MiXeD', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{{"a": [1, 2.5]}}',
+        '{{"b": {{"c": null}}}}', '\x00ff0a', '0044-03-15 BC',
+        '294276-12-31 23:59:59.999999', '2024-02-29 23:59:58.123+05:30', '23:59:59.999999',
+        '12:00:00+05:30', '1 year 2 mons 3 days 04:05:06.5', B'1010', B'101',
+        '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '"k"=>"v", "n"=>NULL',
+        '{{1,NULL,3}}', '{{{{1,2}},{{3,4}}}}', '{{"a,b","c\"d",NULL}}', 'happy', '[1,5)', 9.99,
+        '{{1.00,2.50}}', ROW(1, 'x'));
+        INSERT INTO every (id, d, ts, tstz) VALUES (2, 'infinity', '-infinity', 'infinity');
+        INSERT INTO every (id) VALUES (3);"#
+    ));
+    big
+}
 
 #[test]
 fn discovery_describes_every_type() {
@@ -77,21 +98,7 @@ fn discovery_describes_every_type() {
 fn every_value_is_exact() {
     let server = Server::shared();
     let db = Db::create(&server, "values");
-    db.exec(TABLE);
-    let big = format!("{}.{}", "9".repeat(600), "1".repeat(400));
-    db.exec(&format!(
-        r#"INSERT INTO every VALUES (1, -32768, 2147483647, -{big}, 1234567890.12, 1.5e-7,
-        1.7976931348623157e308, -1234.56, true, 'héllo', 'ab', E'tab\there\nnew "q" \\ back',
-        'MiXeD', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{{"a": [1, 2.5]}}',
-        '{{"b": {{"c": null}}}}', '\x00ff0a', '0044-03-15 BC',
-        '294276-12-31 23:59:59.999999', '2024-02-29 23:59:58.123+05:30', '23:59:59.999999',
-        '12:00:00+05:30', '1 year 2 mons 3 days 04:05:06.5', B'1010', B'101',
-        '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '"k"=>"v", "n"=>NULL',
-        '{{1,NULL,3}}', '{{{{1,2}},{{3,4}}}}', '{{"a,b","c\"d",NULL}}', 'happy', '[1,5)', 9.99,
-        '{{1.00,2.50}}', ROW(1, 'x'));
-        INSERT INTO every (id, d, ts, tstz) VALUES (2, 'infinity', '-infinity', 'infinity');
-        INSERT INTO every (id) VALUES (3);"#
-    ));
+    let big = fill(&db);
     let dir = tempdir();
     let catalog = discover(dir.path(), &db.config());
     let catalog = select(&catalog, &["public-every"], "FULL_TABLE", None);
