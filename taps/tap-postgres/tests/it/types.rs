@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{Db, Server, discover, metadata, run_tap, select, stream, tempdir};
 
-pub const TABLE: &str = r#"
+const TABLE: &str = r#"
 CREATE EXTENSION IF NOT EXISTS hstore;
 CREATE EXTENSION IF NOT EXISTS citext;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -25,7 +25,7 @@ CREATE TABLE every (
 
 /// Creates the table of every type in `db` with three rows (every value, the infinities,
 /// nulls); returns the 1000-digit numeric of row 1 without its sign.
-pub fn fill(db: &Db) -> String {
+pub(crate) fn fill(db: &Db) -> String {
     db.exec(TABLE);
     let big = format!("{}.{}", "9".repeat(600), "1".repeat(400));
     db.exec(&format!(
