@@ -9,6 +9,7 @@
 //! | [`state`] | state documents, bookmarks, merging |
 //! | [`schema`] | the JSON Schema subset compiled into a typed property model |
 //! | [`validate`] | optional record validation, compiled once per schema |
+//! | [`dates`] | the `date` and `date-time` formats: RFC 3339, plus expanded and BC years and infinity |
 //! | [`io`] | bounded line readers and the only stdout writer |
 //! | [`metrics`] | `INFO METRIC` lines on stderr |
 //! | [`secret`] | a string that never prints itself |
@@ -20,6 +21,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod dates;
 pub mod error;
 pub mod io;
 pub mod message;

@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use base64::Engine;
 
 use crate::types::{Binary, PgType};
-use crate::values::{date_days, decimal_to_numeric, time_micros, timestamp_micros};
+use crate::values::{
+    date_days, decimal_to_numeric, pg_datetime_text, time_micros, timestamp_micros,
+};
 
 /// What to do with U+0000, which PostgreSQL text and jsonb cannot hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
@@ -130,6 +132,15 @@ pub fn encode(
             }
             field(out, s.as_bytes());
         }
+        PgType::Custom(t) if is_datetime_type(t) => {
+            // Staged as text and cast by PostgreSQL, whose input rejects expanded and
+            // astronomical years: those are rewritten the way it reads them.
+            let s = text_of(raw, nul)?;
+            match pg_datetime_text(&s) {
+                Some(text) => field(out, text.as_bytes()),
+                None => field(out, s.as_bytes()),
+            }
+        }
         PgType::Text | PgType::Custom(_) => {
             let s = text_of(raw, nul)?;
             field(out, s.as_bytes());
@@ -178,6 +189,25 @@ pub fn encode(
         }
     }
     Ok(())
+}
+
+/// Whether a declared type (`timestamp(3)`, `timestamp(0) with time zone`, `timestamptz(6)`)
+/// is one of PostgreSQL's date or timestamp types.
+fn is_datetime_type(declared: &str) -> bool {
+    let t = declared.trim().to_ascii_lowercase();
+    let base: String = match (t.find('('), t.find(')')) {
+        (Some(open), Some(close)) if open < close => format!("{}{}", &t[..open], &t[close + 1..]),
+        _ => t,
+    };
+    let base: Vec<&str> = base.split_whitespace().collect();
+    matches!(
+        base.join(" ").as_str(),
+        "date"
+            | "timestamp"
+            | "timestamptz"
+            | "timestamp with time zone"
+            | "timestamp without time zone"
+    )
 }
 
 /// The decoded string of a JSON string token.
@@ -334,6 +364,67 @@ mod tests {
         );
         assert!(enc(PgType::Varchar(3), "\"abcd\"").is_err());
         assert!(enc(PgType::Varchar(3), "\"éüß\"").is_ok());
+    }
+
+    #[test]
+    fn dates_and_timestamps_over_postgres_range() {
+        let ts = |v: i64| [&8i32.to_be_bytes()[..], &v.to_be_bytes()].concat();
+        let day = |v: i32| [&4i32.to_be_bytes()[..], &v.to_be_bytes()].concat();
+        for ty in [PgType::Timestamptz, PgType::Timestamp] {
+            assert_eq!(enc(ty.clone(), "\"infinity\"").unwrap(), ts(i64::MAX));
+            assert_eq!(enc(ty.clone(), "\"-infinity\"").unwrap(), ts(i64::MIN));
+            assert_eq!(
+                enc(ty.clone(), "\"-4713-11-24T00:00:00+00:00\"").unwrap(),
+                ts(crate::values::TIMESTAMP_MIN)
+            );
+            assert_eq!(
+                enc(ty.clone(), "\"+294276-12-31T23:59:59.999999+00:00\"").unwrap(),
+                ts(crate::values::TIMESTAMP_END - 1)
+            );
+            assert!(enc(ty, "\"+294277-01-01T00:00:00+00:00\"").is_err());
+        }
+        assert_eq!(enc(PgType::Date, "\"infinity\"").unwrap(), day(i32::MAX));
+        assert_eq!(enc(PgType::Date, "\"-infinity\"").unwrap(), day(i32::MIN));
+        assert_eq!(
+            enc(PgType::Date, "\"+5874897-12-31\"").unwrap(),
+            day(crate::values::DATE_MAX)
+        );
+        assert!(enc(PgType::Date, "\"+5874898-01-01\"").is_err());
+        // A date column widened to timestamptz takes dates too.
+        assert_eq!(
+            enc(PgType::Timestamptz, "\"-0043-03-15\"").unwrap(),
+            enc(PgType::Timestamptz, "\"-0043-03-15T00:00:00+00:00\"").unwrap()
+        );
+    }
+
+    #[test]
+    fn custom_date_types_get_postgres_text() {
+        let text = |ty: &str, raw: &str| {
+            String::from_utf8(enc(PgType::Custom(ty.into()), raw).unwrap()[4..].to_vec()).unwrap()
+        };
+        assert_eq!(
+            text("timestamp(3)", "\"-0043-03-15T00:00:00+00:00\""),
+            "0044-03-15 00:00:00+00:00 BC"
+        );
+        assert_eq!(
+            text(
+                "Timestamp(0) With Time Zone",
+                "\"+294276-12-31T23:59:59+00:00\""
+            ),
+            "294276-12-31 23:59:59+00:00"
+        );
+        assert_eq!(text("timestamptz(6)", "\"infinity\""), "infinity");
+        assert_eq!(
+            text("timestamp (6) without time zone", "\"0000-01-01\""),
+            "0001-01-01 BC"
+        );
+        assert_eq!(text("timestamp(3)", "\"Jan 2 2024\""), "Jan 2 2024");
+        // Other custom types take the text as it is.
+        assert_eq!(text("numeric(65,30)", "\"-0043-03-15\""), "-0043-03-15");
+        assert_eq!(text("daterange", "\"-0043-03-15\""), "-0043-03-15");
+        assert!(is_datetime_type("TIMESTAMPTZ"));
+        assert!(!is_datetime_type("timestamp[]"));
+        assert!(!is_datetime_type("interval"));
     }
 
     #[test]

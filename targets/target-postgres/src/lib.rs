@@ -8,7 +8,10 @@
 //!   record before it committed (the SDK's rule); a large batch loads over several
 //!   connections at once, its rows split by key ([`sink`], [`loader`]);
 //! - tables and columns follow the stream schema ([`model`], [`types`]), widening in place
-//!   and never dropping or rewriting data; names are kept as given ([`names`]).
+//!   and never dropping or rewriting data; names are kept as given ([`names`]);
+//! - dates and timestamps load exactly over PostgreSQL's whole range, BC and beyond 9999
+//!   included, and `infinity` ([`values`]); `validate_records` is the SDK's, whose `date`
+//!   and `date-time` formats accept the same forms ([`singer_core::dates`]).
 
 pub mod config;
 pub mod connect;

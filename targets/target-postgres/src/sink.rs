@@ -468,6 +468,7 @@ impl StreamSink for PgSink {
 mod tests {
     use super::*;
     use crate::types::Binary;
+    use singer_core::validate::RecordValidator;
 
     fn hash(ty: &PgType, raw: &str) -> u64 {
         let mut out = Vec::new();
@@ -480,6 +481,93 @@ mod tests {
                 .flatten(),
         );
         h.finish()
+    }
+
+    /// Records with every date and date-time form load into the `date` and `timestamptz`
+    /// columns the schema asks for: no value widens a column or fails the SDK's validation
+    /// (`validate_records`, done by the SDK before a record reaches the sink).
+    #[test]
+    fn every_date_form_keeps_its_column_type() {
+        let config: Config =
+            serde_json::from_value(serde_json::json!({"validate_records": true})).unwrap();
+        let message = singer_core::message::SchemaMessage {
+            stream: "s".into(),
+            schema: serde_json::json!({"type": "object", "properties": {
+                "id": {"type": "integer"},
+                "at": {"type": ["null", "string"], "format": "date-time"},
+                "day": {"type": ["null", "string"], "format": "date"}
+            }}),
+            key_properties: vec!["id".into()],
+            bookmark_properties: None,
+        };
+        let spec = StreamSpec {
+            schema: singer_core::StreamSchema::compile(
+                "s",
+                &message.schema,
+                &message.key_properties,
+            )
+            .unwrap(),
+            message,
+        };
+        let validator = RecordValidator::new("s", &spec.message.schema).unwrap();
+        let opts = PlanOptions { metadata: true };
+        let mut sink = PgSink::new("s", TableModel::absent("p", "s"), opts, &config, &spec, 0);
+        let before = sink.columns.clone();
+        let rows = [
+            (r#""2024-01-02T03:04:05.123456+00:00""#, r#""2024-01-02""#),
+            (
+                r#""+294276-12-31T23:59:59.999999+00:00""#,
+                r#""+5874897-12-31""#,
+            ),
+            (r#""-4713-11-24T00:00:00+00:00""#, r#""-4713-11-24""#),
+            (r#""-0043-03-15T00:00:00+00:00""#, r#""-0043-03-15""#),
+            (r#""0000-01-01T00:00:00+00:00""#, r#""0000-01-01""#),
+            (r#""infinity""#, r#""infinity""#),
+            (r#""-infinity""#, r#""-infinity""#),
+        ];
+        for (n, (at, day)) in rows.iter().enumerate() {
+            let text = format!(r#"{{"id":{n},"at":{at},"day":{day}}}"#);
+            let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
+            let r = RecordRef {
+                stream: "s".into(),
+                record: &raw,
+                version: None,
+                time_extracted: Some("+294276-12-31T23:59:59.999999+00:00".into()),
+            };
+            let value: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+            validator
+                .validate("s", &value)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let fields = RawFields::parse(&raw).unwrap();
+            sink.accept(&r, Some(&fields), n as u64 + 1).unwrap();
+        }
+        assert_eq!(sink.columns, before);
+        let types: Vec<(&str, &PgType)> = sink
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), &c.ty))
+            .collect();
+        assert!(types.contains(&("at", &PgType::Timestamptz)), "{types:?}");
+        assert!(types.contains(&("day", &PgType::Date)), "{types:?}");
+        assert_eq!(sink.buffered_rows(), rows.len());
+        assert_eq!(sink.take_batch().parts.len(), 1);
+        // Garbage still fails validation, and without it the sink refuses it too.
+        let text = r#"{"id":9,"at":"+294276-13-01T00:00:00+00:00"}"#;
+        let e = validator
+            .validate("s", &serde_json::from_str(text).unwrap())
+            .unwrap_err();
+        assert_eq!(e.path, "/at");
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(text).unwrap();
+        let r = RecordRef {
+            stream: "s".into(),
+            record: &raw,
+            version: None,
+            time_extracted: None,
+        };
+        let fields = RawFields::parse(&raw).unwrap();
+        let e = sink.accept(&r, Some(&fields), 9).unwrap_err();
+        assert!(e.to_string().contains("column `at`"), "{e}");
+        assert_eq!(sink.columns, before);
     }
 
     #[test]

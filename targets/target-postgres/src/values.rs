@@ -1,5 +1,7 @@
 //! Exact conversions of decimal and date/time text into PostgreSQL's binary representations.
 
+use singer_core::dates::split_year;
+
 /// Days from 0000-03-01-based civil calendar (proleptic Gregorian) to 1970-01-01.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -64,8 +66,20 @@ impl Cursor<'_> {
     }
 }
 
+/// A year as [`split_year`] reads it (`2024`, `0000`, `+294276`, `-0043`: astronomical, year
+/// 0 being 1 BC), the same years the SDK's `date` and `date-time` formats accept. At most
+/// [`singer_core::dates::MAX_YEAR_DIGITS`] digits, so day and microsecond arithmetic on it
+/// cannot overflow.
+fn parse_year(c: &mut Cursor<'_>) -> Option<i64> {
+    // The cursor only steps over ASCII, so what is left of the text is still UTF-8.
+    let rest = std::str::from_utf8(&c.s[c.i..]).ok()?;
+    let (y, after) = split_year(rest)?;
+    c.i = c.s.len() - after.len();
+    Some(y)
+}
+
 fn parse_date(c: &mut Cursor<'_>) -> Option<(i64, u32, u32)> {
-    let y = c.digits(4)?;
+    let y = parse_year(c)?;
     if !c.eat(b'-') {
         return None;
     }
@@ -74,7 +88,6 @@ fn parse_date(c: &mut Cursor<'_>) -> Option<(i64, u32, u32)> {
         return None;
     }
     let d = c.digits(2)?;
-    let y = i64::from(y);
     ((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)).then_some((y, m, d))
 }
 
@@ -138,48 +151,127 @@ fn parse_offset(c: &mut Cursor<'_>) -> Option<i64> {
     }
 }
 
-const BAD_TIMESTAMP: &str = "invalid or out-of-range date-time";
-
-/// An RFC 3339 date-time (also with a space instead of `T`, without offset meaning UTC, or a
-/// bare date meaning midnight UTC) → microseconds since 2000-01-01T00:00:00Z.
-pub fn timestamp_micros(s: &str) -> Result<i64, String> {
-    let mut c = Cursor {
-        s: s.trim().as_bytes(),
-        i: 0,
-    };
-    let (y, m, d) = parse_date(&mut c).ok_or(BAD_TIMESTAMP)?;
-    if y == 0 {
-        return Err(BAD_TIMESTAMP.into());
-    }
-    let mut micros = 0;
-    if !c.done() {
-        if !(c.eat(b'T') || c.eat(b't') || c.eat(b' ')) {
-            return Err(BAD_TIMESTAMP.into());
-        }
-        micros = parse_time(&mut c).ok_or(BAD_TIMESTAMP)?;
-    }
-    let offset = parse_offset(&mut c).ok_or(BAD_TIMESTAMP)?;
-    if !c.done() {
-        return Err(BAD_TIMESTAMP.into());
-    }
-    let days = days_from_civil(y, m, d) - PG_EPOCH_DAYS;
-    Ok(days * MICROS_PER_DAY + micros - offset * 1_000_000)
+/// A date or date-time as written, before range checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    /// `infinity` (`true`) or `-infinity` (`false`).
+    Infinite(bool),
+    /// A calendar day, and for a date-time its time of day as written and its UTC offset.
+    Finite {
+        /// Days since 2000-01-01.
+        days: i64,
+        /// Microseconds since midnight and seconds east of UTC.
+        time: Option<(i64, i64)>,
+    },
 }
 
-/// `YYYY-MM-DD` (a date-time at midnight is accepted too) → days since 2000-01-01.
-pub fn date_days(s: &str) -> Result<i32, String> {
+/// `infinity`, `-infinity`, a date (`2024-01-02`, `+5874897-12-31`, `-0043-03-15`) or a date
+/// and time (`T`, `t` or a space between them) with an optional UTC offset.
+fn parse_moment(s: &str) -> Option<Moment> {
+    let s = s.trim();
+    match s {
+        "infinity" => return Some(Moment::Infinite(true)),
+        "-infinity" => return Some(Moment::Infinite(false)),
+        _ => {}
+    }
     let mut c = Cursor {
-        s: s.trim().as_bytes(),
+        s: s.as_bytes(),
         i: 0,
     };
-    let (y, m, d) = parse_date(&mut c).ok_or("invalid date")?;
-    if !c.done() {
-        let micros = timestamp_micros(s).map_err(|_| "invalid date")?;
-        if micros.rem_euclid(MICROS_PER_DAY) != 0 {
-            return Err("a date-time with a time of day cannot be stored as a date".into());
+    let (y, m, d) = parse_date(&mut c)?;
+    let days = days_from_civil(y, m, d) - PG_EPOCH_DAYS;
+    if c.done() {
+        return Some(Moment::Finite { days, time: None });
+    }
+    if !(c.eat(b'T') || c.eat(b't') || c.eat(b' ')) {
+        return None;
+    }
+    let micros = parse_time(&mut c)?;
+    let offset = parse_offset(&mut c)?;
+    c.done().then_some(Moment::Finite {
+        days,
+        time: Some((micros, offset)),
+    })
+}
+
+/// PostgreSQL's first timestamp, 4714-11-24 00:00:00 BC (astronomical year -4713), in
+/// microseconds since 2000-01-01 (`MIN_TIMESTAMP`).
+pub const TIMESTAMP_MIN: i64 = -211_813_488_000_000_000;
+/// The first microsecond after PostgreSQL's last timestamp, 294277-01-01 00:00:00
+/// (`END_TIMESTAMP`).
+pub const TIMESTAMP_END: i64 = 9_223_371_331_200_000_000;
+/// PostgreSQL's first date, 4714-11-24 BC (Julian day 0), in days since 2000-01-01.
+pub const DATE_MIN: i32 = -2_451_545;
+/// PostgreSQL's last date, 5874897-12-31, in days since 2000-01-01.
+pub const DATE_MAX: i32 = 2_145_031_948;
+
+const BAD_TIMESTAMP: &str = "invalid date-time";
+const TIMESTAMP_RANGE: &str = "date-time out of range: PostgreSQL timestamps go from \
+    4714-11-24 00:00:00 BC to 294276-12-31 23:59:59.999999 (UTC)";
+const BAD_DATE: &str = "invalid date";
+const DATE_RANGE: &str =
+    "date out of range: PostgreSQL dates go from 4714-11-24 BC to 5874897-12-31";
+
+/// A date-time → microseconds since 2000-01-01T00:00:00Z, as PostgreSQL's binary timestamp.
+///
+/// Accepts RFC 3339 (also with a space instead of `T`, without offset meaning UTC, or a bare
+/// date meaning midnight UTC), ISO 8601 expanded and astronomical years (`+294276-…`,
+/// `-4713-…`, `0000` = 1 BC), and `infinity` / `-infinity` (`i64::MAX` / `i64::MIN`).
+pub fn timestamp_micros(s: &str) -> Result<i64, String> {
+    match parse_moment(s).ok_or(BAD_TIMESTAMP)? {
+        Moment::Infinite(true) => Ok(i64::MAX),
+        Moment::Infinite(false) => Ok(i64::MIN),
+        Moment::Finite { days, time } => {
+            let (micros, offset) = time.unwrap_or((0, 0));
+            let t = i128::from(days) * i128::from(MICROS_PER_DAY) + i128::from(micros)
+                - i128::from(offset) * 1_000_000;
+            i64::try_from(t)
+                .ok()
+                .filter(|t| (TIMESTAMP_MIN..TIMESTAMP_END).contains(t))
+                .ok_or_else(|| TIMESTAMP_RANGE.into())
         }
     }
-    i32::try_from(days_from_civil(y, m, d) - PG_EPOCH_DAYS).map_err(|_| "date out of range".into())
+}
+
+/// A date → days since 2000-01-01, as PostgreSQL's binary date; the same forms as
+/// [`timestamp_micros`] (a date-time must fall on midnight UTC), `infinity` / `-infinity`
+/// being `i32::MAX` / `i32::MIN`.
+pub fn date_days(s: &str) -> Result<i32, String> {
+    match parse_moment(s).ok_or(BAD_DATE)? {
+        Moment::Infinite(true) => Ok(i32::MAX),
+        Moment::Infinite(false) => Ok(i32::MIN),
+        Moment::Finite { days, time } => {
+            if let Some((micros, offset)) = time
+                && (micros - offset * 1_000_000).rem_euclid(MICROS_PER_DAY) != 0
+            {
+                return Err("a date-time with a time of day cannot be stored as a date".into());
+            }
+            i32::try_from(days)
+                .ok()
+                .filter(|d| (DATE_MIN..=DATE_MAX).contains(d))
+                .ok_or_else(|| DATE_RANGE.into())
+        }
+    }
+}
+
+/// A date or date-time with an expanded or astronomical year (`+294276-12-31T…`,
+/// `-0043-03-15`, `0000-01-01`), which PostgreSQL's text input rejects, rewritten the way it
+/// reads them (`294276-12-31 …`, `0044-03-15 BC`, `0001-01-01 BC`); the time and offset stay
+/// as written (a `T` becomes a space, a decimal comma a point). `None` for any other text,
+/// which PostgreSQL reads as it is.
+pub fn pg_datetime_text(s: &str) -> Option<String> {
+    let t = s.trim();
+    if !(t.starts_with(['+', '-']) || t.starts_with("0000-")) {
+        return None;
+    }
+    parse_moment(t)?;
+    let (y, rest) = split_year(t)?;
+    let rest = rest.replacen(['T', 't'], " ", 1).replace(',', ".");
+    Some(if y <= 0 {
+        format!("{:04}{rest} BC", 1 - y)
+    } else {
+        format!("{y:04}{rest}")
+    })
 }
 
 /// `HH:MM:SS[.ffffff]` → microseconds since midnight.
@@ -316,5 +408,240 @@ mod tests {
         assert!(date_days("2000-01-02T10:00:00Z").is_err());
         assert_eq!(time_micros("24:00:00").unwrap(), MICROS_PER_DAY);
         assert!(time_micros("-01:00:00").is_err());
+    }
+
+    /// Days since 2000-01-01 of an astronomical year, month and day.
+    fn days(y: i64, m: u32, d: u32) -> i64 {
+        days_from_civil(y, m, d) - PG_EPOCH_DAYS
+    }
+
+    fn ts(s: &str) -> i64 {
+        timestamp_micros(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn date(s: &str) -> i32 {
+        date_days(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn civil_days_match_postgres_julian_days() {
+        // PostgreSQL's Julian day 0 (4714-11-24 BC) is its first date, 2000-01-01 is day 2451545.
+        assert_eq!(days(-4713, 11, 24), i64::from(DATE_MIN));
+        assert_eq!(days(-4713, 11, 24), -2_451_545);
+        assert_eq!(days(5_874_897, 12, 31), i64::from(DATE_MAX));
+        // DATE_END_JULIAN = 2147483494 (5874898-01-01), exclusive.
+        assert_eq!(days(5_874_898, 1, 1) + 2_451_545, 2_147_483_494);
+        assert_eq!(days(-4713, 11, 24) * MICROS_PER_DAY, TIMESTAMP_MIN);
+        assert_eq!(days(294_277, 1, 1) * MICROS_PER_DAY, TIMESTAMP_END);
+        // Astronomical years: 1 BC (year 0) and 5 BC (year -4) are leap years.
+        assert_eq!(days(1, 1, 1) - days(0, 1, 1), 366);
+        assert_eq!(days(-3, 1, 1) - days(-4, 1, 1), 366);
+        assert_eq!(days(-42, 1, 1) - days(-43, 1, 1), 365);
+        assert_eq!(days(0, 12, 31) + 1, days(1, 1, 1));
+    }
+
+    #[test]
+    fn ordinary_forms_keep_their_meaning() {
+        assert_eq!(
+            ts("2024-01-02T03:04:05.123456+00:00"),
+            ts("2024-01-02T03:04:05.123456Z")
+        );
+        assert_eq!(
+            ts("2024-01-02T03:04:05.123456+00:00"),
+            days(2024, 1, 2) * MICROS_PER_DAY + 11_045_123_456
+        );
+        assert_eq!(date("2024-01-02"), 8767);
+        assert_eq!(
+            ts("9999-12-31T23:59:59.999999Z"),
+            days(10_000, 1, 1) * MICROS_PER_DAY - 1
+        );
+        assert_eq!(
+            ts("0001-01-01T00:00:00+01:00"),
+            days(1, 1, 1) * MICROS_PER_DAY - 3_600_000_000
+        );
+        assert_eq!(date("0001-01-01"), days(1, 1, 1) as i32);
+        assert_eq!(date(" 2000-01-01T00:00:00Z "), 0);
+    }
+
+    #[test]
+    fn expanded_and_bc_years() {
+        // The last timestamp and date, and each form the tap writes.
+        assert_eq!(ts("+294276-12-31T23:59:59.999999+00:00"), TIMESTAMP_END - 1);
+        assert_eq!(date("+5874897-12-31"), DATE_MAX);
+        assert_eq!(ts("-4713-11-24T00:00:00+00:00"), TIMESTAMP_MIN);
+        assert_eq!(date("-4713-11-24"), DATE_MIN);
+        assert_eq!(date("-0043-03-15"), days(-43, 3, 15) as i32);
+        assert_eq!(
+            ts("-0043-03-15T12:00:00+00:00"),
+            days(-43, 3, 15) * MICROS_PER_DAY + 43_200_000_000
+        );
+        assert_eq!(date("0000-01-01"), days(0, 1, 1) as i32);
+        assert_eq!(
+            ts("0000-01-01T00:00:00+00:00"),
+            days(0, 1, 1) * MICROS_PER_DAY
+        );
+        assert_eq!(date("0000-02-29"), days(0, 2, 29) as i32);
+        assert_eq!(date("-0004-02-29"), days(-4, 2, 29) as i32);
+        // A sign on a four-digit year, and a date-time into a date.
+        assert_eq!(date("+2024-01-02"), date("2024-01-02"));
+        assert_eq!(date("-0043-03-15T00:00:00+00:00"), date("-0043-03-15"));
+        assert_eq!(date("+5874897-12-31T00:00:00Z"), DATE_MAX);
+        assert_eq!(ts("+10000-01-01"), days(10_000, 1, 1) * MICROS_PER_DAY);
+    }
+
+    #[test]
+    fn infinities() {
+        assert_eq!(ts("infinity"), i64::MAX);
+        assert_eq!(ts("-infinity"), i64::MIN);
+        assert_eq!(date("infinity"), i32::MAX);
+        assert_eq!(date("-infinity"), i32::MIN);
+        assert_eq!(ts(" infinity "), i64::MAX);
+        for bad in [
+            "Infinity",
+            "+infinity",
+            "inf",
+            "infinity1",
+            "-infinityZ",
+            "--infinity",
+        ] {
+            assert!(timestamp_micros(bad).is_err(), "{bad}");
+            assert!(date_days(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn range_limits_are_exact() {
+        let range = |r: Result<i64, String>| r.unwrap_err().starts_with("date-time out of range");
+        // One microsecond beyond either end, also through an offset.
+        assert!(range(timestamp_micros("+294277-01-01T00:00:00Z")));
+        assert!(range(timestamp_micros("+294276-12-31T23:59:59.9999995Z")));
+        assert!(range(timestamp_micros("+294276-12-31T23:00:00-01:00")));
+        assert_eq!(
+            ts("+294276-12-31T23:59:59.999999+01:00"),
+            TIMESTAMP_END - 1 - 3_600_000_000
+        );
+        assert!(range(timestamp_micros("-4713-11-23T23:59:59.999999Z")));
+        assert!(range(timestamp_micros("-4713-11-24T00:00:00+00:01")));
+        assert_eq!(ts("-4713-11-24T00:00:00-00:01"), TIMESTAMP_MIN + 60_000_000);
+        assert!(range(timestamp_micros("+5874897-12-31")));
+        assert!(range(timestamp_micros("-999999999999-01-01T00:00:00Z")));
+        let range = |r: Result<i32, String>| r.unwrap_err().starts_with("date out of range");
+        assert!(range(date_days("+5874898-01-01")));
+        assert!(range(date_days("-4713-11-23")));
+        // Finite dates never reach the binary infinities.
+        assert!(range(date_days("+5879610-07-11")));
+        assert!(range(date_days("-5877641-06-23")));
+        assert!(range(date_days("+999999999999-12-31")));
+    }
+
+    #[test]
+    fn malformed_dates_are_rejected() {
+        for bad in [
+            "",
+            "-0000-01-01",
+            "+123-01-01",
+            "-43-03-15",
+            "12345-01-01",
+            "+1234567890123-01-01",
+            "++2024-01-01",
+            "+-043-03-15",
+            "- 0043-03-15",
+            "-0043-3-15",
+            "-0043-02-29",
+            "+294277-02-29",
+            "-0043-03-15X",
+            "-0043-03-15T",
+            "-0043-03-15T25:00:00Z",
+            "2024-01-02T03:04:05+00:00junk",
+        ] {
+            assert!(
+                timestamp_micros(bad).is_err_and(|e| e == "invalid date-time"),
+                "{bad}"
+            );
+            assert!(date_days(bad).is_err_and(|e| e == "invalid date"), "{bad}");
+        }
+        assert!(date_days("-0043-03-15T01:00:00Z").is_err_and(|e| e.contains("time of day")));
+    }
+
+    #[test]
+    fn binary_values_read_back_as_written() {
+        // Microseconds and days back to astronomical calendar fields, as PostgreSQL prints them.
+        fn civil(days: i64) -> (i64, u32, u32) {
+            let z = days + PG_EPOCH_DAYS + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z.rem_euclid(146_097);
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+            let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+            let y = yoe + era * 400 + i64::from(m <= 2);
+            (y, m, d)
+        }
+        for (text, y, m, d, micros) in [
+            (
+                "+294276-12-31T23:59:59.999999+00:00",
+                294_276,
+                12,
+                31,
+                MICROS_PER_DAY - 1,
+            ),
+            ("-4713-11-24T00:00:00+00:00", -4713, 11, 24, 0),
+            ("-0043-03-15T06:07:08.5+00:00", -43, 3, 15, 22_028_500_000),
+            (
+                "0000-12-31T23:59:59Z",
+                0,
+                12,
+                31,
+                MICROS_PER_DAY - 1_000_000,
+            ),
+            ("2024-02-29T00:00:00.000001Z", 2024, 2, 29, 1),
+        ] {
+            let t = ts(text);
+            assert_eq!(civil(t.div_euclid(MICROS_PER_DAY)), (y, m, d), "{text}");
+            assert_eq!(t.rem_euclid(MICROS_PER_DAY), micros, "{text}");
+        }
+        for (text, y, m, d) in [
+            ("+5874897-12-31", 5_874_897, 12, 31),
+            ("-4713-11-24", -4713, 11, 24),
+            ("-0043-03-15", -43, 3, 15),
+            ("0000-01-01", 0, 1, 1),
+        ] {
+            assert_eq!(civil(i64::from(date(text))), (y, m, d), "{text}");
+        }
+    }
+
+    #[test]
+    fn postgres_text_for_custom_types() {
+        assert_eq!(
+            pg_datetime_text("+294276-12-31T23:59:59.999999+00:00").as_deref(),
+            Some("294276-12-31 23:59:59.999999+00:00")
+        );
+        assert_eq!(
+            pg_datetime_text("-0043-03-15").as_deref(),
+            Some("0044-03-15 BC")
+        );
+        assert_eq!(
+            pg_datetime_text("-4713-11-24T00:00:00,5Z").as_deref(),
+            Some("4714-11-24 00:00:00.5Z BC")
+        );
+        assert_eq!(
+            pg_datetime_text("0000-01-01").as_deref(),
+            Some("0001-01-01 BC")
+        );
+        assert_eq!(
+            pg_datetime_text("+2024-01-02").as_deref(),
+            Some("2024-01-02")
+        );
+        for as_is in [
+            "2024-01-02",
+            "infinity",
+            "-infinity",
+            "Jan 2 2024",
+            "-0043-02-29",
+            "+12-01-01",
+        ] {
+            assert_eq!(pg_datetime_text(as_is), None, "{as_is}");
+        }
     }
 }

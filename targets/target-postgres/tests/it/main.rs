@@ -4,6 +4,7 @@
 //! `postgresql://postgres@127.0.0.1:5432/test`). Every test loads into a schema of its own.
 
 mod conformance;
+mod dates;
 mod failures;
 mod loading;
 mod parallel;
