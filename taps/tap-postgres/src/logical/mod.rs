@@ -31,6 +31,9 @@ pub(crate) const LSN: &str = "lsn";
 /// Set once a LOG_BASED stream's initial snapshot is complete.
 pub(crate) const INITIAL_COMPLETE: &str = "initial_snapshot_complete";
 
+/// What inserts and updates carry: the row is not deleted (any more).
+const NOT_DELETED: &[u8] = b",\"_sdc_deleted_at\":null";
+
 /// How often a run without changes of its streams writes its advancing position.
 const IDLE_STATE_EVERY: Duration = Duration::from_secs(30);
 
@@ -117,7 +120,9 @@ pub(crate) async fn sync(
         tracing::info!(start = %Lsn(start).to_pg_string(), end = %end.map(|e| Lsn(e).to_pg_string()).unwrap_or_default(), "no WAL written since the state's position; nothing to read");
         return Ok(());
     }
+    // A bounded queue of decoded changes: memory stays flat whatever the transaction size.
     let cfg = slot::replication_config(config, start)
+        .with_buffer_size(2048)
         .with_status_interval(Duration::from_secs(1))
         .with_wakeup_interval(Duration::from_secs(1));
     tracing::info!(
@@ -137,7 +142,8 @@ pub(crate) async fn sync(
         relations: HashMap::new(),
         buf: Vec::with_capacity(4096),
         txn_lsn: None,
-        commit_time: String::new(),
+        deleted_extra: String::new(),
+        extracted: String::new(),
         since_state: 0,
         state_every: settings.state_every.max(1),
     };
@@ -169,8 +175,10 @@ struct Reader<'a> {
     buf: Vec<u8>,
     /// The commit position of the transaction being read.
     txn_lsn: Option<u64>,
-    /// Its commit time, as RFC 3339.
-    commit_time: String,
+    /// `,"_sdc_deleted_at":"<its commit time>"`, for deletes.
+    deleted_extra: String,
+    /// When it was read (`time_extracted`).
+    extracted: String,
     since_state: u64,
     state_every: u64,
 }
@@ -225,7 +233,9 @@ impl Reader<'_> {
                     ..
                 } => {
                     self.txn_lsn = Some(final_lsn.0);
-                    self.commit_time = rfc3339_micros(commit_time_micros + PG_EPOCH_MICROS);
+                    let at = rfc3339_micros(commit_time_micros + PG_EPOCH_MICROS);
+                    self.deleted_extra = format!(",\"{DELETED_AT}\":\"{at}\"");
+                    self.extracted = now_rfc3339();
                 }
                 ReplicationEvent::XLogData { data, .. } => {
                     let msg = pgoutput::decode(&data)
@@ -338,9 +348,9 @@ impl Reader<'_> {
             return Ok(false);
         }
         let extra = if new.is_none() {
-            format!(",\"{DELETED_AT}\":\"{}\"", self.commit_time)
+            self.deleted_extra.as_bytes()
         } else {
-            format!(",\"{DELETED_AT}\":null")
+            NOT_DELETED
         };
         let slots = &map.slots;
         let old_value = |pos: usize| -> Cell<'_> {
@@ -369,8 +379,13 @@ impl Reader<'_> {
                 _ => Cell::Absent,
             }
         };
-        s.plan.encode(&mut self.buf, get, extra.as_bytes())?;
-        ctx.write_record_json(&s.plan.tap_stream_id, &self.buf, None, Some(&now_rfc3339()))?;
+        s.plan.encode(&mut self.buf, get, extra)?;
+        ctx.write_record_json(
+            &s.plan.tap_stream_id,
+            &self.buf,
+            None,
+            Some(&self.extracted),
+        )?;
         self.since_state += 1;
         Ok(true)
     }
