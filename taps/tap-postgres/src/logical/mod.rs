@@ -23,7 +23,7 @@ use tokio_postgres::Client;
 use crate::config::Config;
 use crate::discover;
 use crate::full_table::now_rfc3339;
-use crate::logical::pgoutput::{Message, Relation, Value};
+use crate::logical::pgoutput::{Message, Relation, Tuple, Value};
 use crate::stream::{Cell, DELETED_AT, StreamPlan};
 
 /// Bookmark key of the WAL position, as PipelineWise's tap-postgres names it.
@@ -347,39 +347,41 @@ impl Reader<'_> {
             // Committed before this stream's snapshot or position: already emitted.
             return Ok(false);
         }
+        let slots = &map.slots;
+        // An update that moved the row to another key: the old key's row is gone. A key
+        // tuple ('K') comes only then; a whole old row ('O') says so by its key values.
+        let moved = match (&new, &old) {
+            (Some(n), Some(o)) => !old_full || key_changed(&s.plan, slots, n, o),
+            _ => false,
+        };
+        if moved {
+            let old_only = Change {
+                slots,
+                new: None,
+                old: old.as_ref(),
+                old_full,
+            };
+            old_only.write(&mut s.plan, &mut self.buf, self.deleted_extra.as_bytes())?;
+            ctx.write_record_json(
+                &s.plan.tap_stream_id,
+                &self.buf,
+                None,
+                Some(&self.extracted),
+            )?;
+            self.since_state += 1;
+        }
+        let change = Change {
+            slots,
+            new: new.as_ref(),
+            old: old.as_ref(),
+            old_full,
+        };
         let extra = if new.is_none() {
             self.deleted_extra.as_bytes()
         } else {
             NOT_DELETED
         };
-        let slots = &map.slots;
-        let old_value = |pos: usize| -> Cell<'_> {
-            match old.as_ref().and_then(|t| t.0.get(pos)) {
-                Some(Value::Text(b)) => Cell::Text(b),
-                Some(Value::Null) if old_full => Cell::Null,
-                _ => Cell::Absent,
-            }
-        };
-        let get = |c: usize| -> Cell<'_> {
-            let Some(Some(pos)) = slots.get(c) else {
-                return Cell::Absent;
-            };
-            let Some(new) = &new else {
-                return old_value(*pos);
-            };
-            match new.0.get(*pos) {
-                Some(Value::Text(b)) => Cell::Text(b),
-                Some(Value::Null) => Cell::Null,
-                // An unchanged TOASTed value: the old row has it under REPLICA IDENTITY
-                // FULL; otherwise it is left out of the record, never written as null.
-                Some(Value::UnchangedToast) => match old_value(*pos) {
-                    Cell::Text(b) => Cell::Text(b),
-                    _ => Cell::Absent,
-                },
-                _ => Cell::Absent,
-            }
-        };
-        s.plan.encode(&mut self.buf, get, extra)?;
+        change.write(&mut s.plan, &mut self.buf, extra)?;
         ctx.write_record_json(
             &s.plan.tap_stream_id,
             &self.buf,
@@ -455,6 +457,68 @@ impl Reader<'_> {
         );
         Ok(())
     }
+}
+
+/// One row change, as the relation's tuples carry it.
+struct Change<'t> {
+    /// For each plan column, its position in the tuples.
+    slots: &'t [Option<usize>],
+    /// The new row (inserts, updates).
+    new: Option<&'t Tuple>,
+    /// The old row: whole under REPLICA IDENTITY FULL (`old_full`), else its key columns.
+    old: Option<&'t Tuple>,
+    old_full: bool,
+}
+
+impl Change<'_> {
+    /// Encodes the record: the new row, or for deletes the old one; `extra` closes it.
+    fn write(
+        &self,
+        plan: &mut StreamPlan,
+        buf: &mut Vec<u8>,
+        extra: &[u8],
+    ) -> Result<(), SdkError> {
+        let old_value = |pos: usize| -> Cell<'_> {
+            match self.old.and_then(|t| t.0.get(pos)) {
+                Some(Value::Text(b)) => Cell::Text(b),
+                Some(Value::Null) if self.old_full => Cell::Null,
+                _ => Cell::Absent,
+            }
+        };
+        let get = |c: usize| -> Cell<'_> {
+            let Some(Some(pos)) = self.slots.get(c) else {
+                return Cell::Absent;
+            };
+            let Some(new) = self.new else {
+                return old_value(*pos);
+            };
+            match new.0.get(*pos) {
+                Some(Value::Text(b)) => Cell::Text(b),
+                Some(Value::Null) => Cell::Null,
+                // An unchanged TOASTed value: the old row has it under REPLICA IDENTITY
+                // FULL; otherwise it is left out of the record, never written as null.
+                Some(Value::UnchangedToast) => match old_value(*pos) {
+                    Cell::Text(b) => Cell::Text(b),
+                    _ => Cell::Absent,
+                },
+                _ => Cell::Absent,
+            }
+        };
+        plan.encode(buf, get, extra)
+    }
+}
+
+/// True when the key columns of `old` differ from those of `new`.
+fn key_changed(plan: &StreamPlan, slots: &[Option<usize>], new: &Tuple, old: &Tuple) -> bool {
+    plan.key_properties.iter().any(|k| {
+        let pos = plan
+            .position(k)
+            .and_then(|c| slots.get(c).copied().flatten());
+        pos.is_some_and(|p| match (new.0.get(p), old.0.get(p)) {
+            (Some(Value::Text(a)), Some(Value::Text(b))) => a != b,
+            _ => false,
+        })
+    })
 }
 
 /// Microseconds since the Unix epoch as RFC 3339 UTC.

@@ -68,12 +68,22 @@ fn snapshot_then_changes_with_deletes_and_acknowledged_state() {
         "INSERT INTO t VALUES (21, 'new', 1.25);
          UPDATE t SET v = 'changed', amount = 99999999.99 WHERE id = 2;
          DELETE FROM t WHERE id = 3;
-         BEGIN; INSERT INTO t VALUES (22, 'a', 0); UPDATE t SET v = 'b' WHERE id = 22; COMMIT;",
+         BEGIN; INSERT INTO t VALUES (22, 'a', 0); UPDATE t SET v = 'b' WHERE id = 22; COMMIT;
+         UPDATE t SET id = 100 WHERE id = 5;",
     );
     let second = run_tap(dir.path(), &db.config(), Some(&catalog), Some(&s1));
     assert!(second.ok, "{}", second.stderr);
     let recs = second.records("public-t");
-    assert_eq!(ids(&recs), [21, 2, 3, 22, 22], "{recs:?} {}", second.stderr);
+    assert_eq!(
+        ids(&recs),
+        [21, 2, 3, 22, 22, 5, 100],
+        "{recs:?} {}",
+        second.stderr
+    );
+    // A changed key: the old key's row is deleted, the new one upserted.
+    assert!(recs[5]["_sdc_deleted_at"].is_string(), "{:?}", recs[5]);
+    assert_eq!(recs[6]["_sdc_deleted_at"], json!(null));
+    assert_eq!(recs[6]["v"], json!("v5"));
     assert_eq!(recs[0]["_sdc_deleted_at"], json!(null));
     assert_eq!(recs[1]["v"], json!("changed"));
     let line = String::from_utf8(second.stdout.clone()).unwrap();
@@ -464,4 +474,46 @@ fn partitioned_tables_stream_under_their_own_name() {
     assert!(second.ok, "{}", second.stderr);
     let recs = second.records("public-p");
     assert_eq!(ids(&recs), [3, 4, 1, 1], "{recs:?}");
+}
+
+#[test]
+fn log_based_works_over_tls() {
+    let server = Server::logical();
+    let db = Db::create(&server, "lbtls");
+    db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
+    let dir = tempdir();
+    let catalog = select(
+        &discover(dir.path(), &db.config()),
+        &["public-t"],
+        "LOG_BASED",
+        None,
+    );
+    let ca = server.ca_cert();
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let mut cfg = db.config();
+        cfg["sslmode"] = json!(mode);
+        if mode != "require" {
+            cfg["ssl_root_cert"] = json!(ca);
+        }
+        if mode == "verify-full" {
+            // The replication client checks names only for DNS hosts, not IP addresses.
+            cfg["host"] = json!("localhost");
+        }
+        cfg["slot_name"] = json!(format!("tls_{}", mode.replace('-', "_")));
+        let first = run_tap(dir.path(), &cfg, Some(&catalog), None);
+        assert!(first.ok, "{mode}: {}", first.stderr);
+        db.exec("UPDATE t SET id = id + 1;");
+        let second = run_tap(dir.path(), &cfg, Some(&catalog), Some(&first.last_state()));
+        assert!(second.ok, "{mode}: {}", second.stderr);
+        assert_eq!(
+            second.records("public-t").len(),
+            2,
+            "{mode}: a delete and an insert"
+        );
+        let ssl = db.scalar(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'tap-postgres'",
+        );
+        assert_ne!(ssl, "f", "{mode}: a connection without TLS");
+    }
 }

@@ -11,6 +11,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -122,6 +123,9 @@ impl Server {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // TLS with a certificate for 127.0.0.1 from a throwaway CA (`ca.crt` beside the data
+        // directory), so tests can verify the chain and the name.
+        make_certificates(dir.path(), &data, owner);
         let mut conf = OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
@@ -139,6 +143,7 @@ impl Server {
              full_page_writes = off\n\
              shared_buffers = 16MB\n\
              timezone = 'UTC'\n\
+             ssl = on\n\
              logging_collector = off\n",
             dir.path().display()
         )
@@ -185,6 +190,12 @@ impl Server {
             }
         }
         panic!("private PostgreSQL did not start: no free port after 5 tries");
+    }
+
+    /// The CA that signed a private server's certificate (for 127.0.0.1).
+    pub fn ca_cert(&self) -> PathBuf {
+        let p = self.private.as_ref().expect("a private server");
+        p.dir.path().join("ca.crt")
     }
 
     /// The shared server if it already has `wal_level=logical`, else a private one.
@@ -614,4 +625,78 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Writes `ca.crt` into `dir` and a server key and certificate for 127.0.0.1, signed by it, into
+/// `data`, readable only by the server's user.
+fn make_certificates(dir: &Path, data: &Path, owner: Option<(u32, u32)>) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl: {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tap-postgres test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+    for name in ["server.key", "server.crt"] {
+        let target = data.join(name);
+        std::fs::rename(dir.join(name), &target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&target, Some(uid), Some(gid)).unwrap();
+        }
+    }
 }
