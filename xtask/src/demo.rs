@@ -1,22 +1,25 @@
-//! `cargo xtask demo`: the main job. Seeds a small shop database in MariaDB, then moves it into
-//! PostgreSQL with `singer run` (tap-mysql into target-postgres) and shows what landed and the
-//! stored state.
+//! `cargo xtask demo`: the main job. Two pipelines in one `singer.toml`:
+//! - `demo`: a small shop database in MariaDB, moved with tap-mysql into target-postgres
+//!   (schema `singer_demo` of database `test`);
+//! - `demo_pg`: a PostgreSQL shop database moved with tap-postgres into the same server
+//!   (schema `singer_demo_pg`; see [`crate::demo_pg`]).
 //!
-//! Run it again and the second run is incremental: each invocation after the first adds a few
-//! orders and changes one in MariaDB, and only those move (the `orders` stream replicates by
-//! `updated_at`; the small tables are copied in full).
+//! It seeds both sources on first use, runs `singer run demo` and `singer run demo_pg`, and
+//! shows what landed and the stored states. Run it again and both runs are incremental: each
+//! invocation after the first adds a few orders and changes one in each source, and only those
+//! move (the `orders` streams replicate by `updated_at`; the small tables are copied in full).
 
 use std::path::Path;
 
 use crate::process::Cmd;
-use crate::{Result, cargo, services};
+use crate::{Result, cargo, demo_pg, services};
 
 const DATABASE: &str = "singer_demo";
 const SCHEMA: &str = "singer_demo";
 
 pub(crate) fn run() -> Result {
     services::run()?;
-    step!("demo: building singer, tap-mysql and target-postgres (release)");
+    step!("demo: building singer, tap-mysql, tap-postgres and target-postgres (release)");
     cargo()
         .args(["build", "--release", "--locked"])
         .args([
@@ -24,6 +27,8 @@ pub(crate) fn run() -> Result {
             "singer",
             "--bin",
             "tap-mysql",
+            "--bin",
+            "tap-postgres",
             "--bin",
             "target-postgres",
         ])
@@ -33,17 +38,6 @@ pub(crate) fn run() -> Result {
     std::fs::create_dir_all(&demo_dir)
         .map_err(|e| format!("failed to create {}: {e}", demo_dir.display()))?;
 
-    let first = seed()?;
-    if !first {
-        step!("demo: adding 3 orders and updating order 1 in MariaDB since the last run");
-        mariadb(&format!(
-            "SET time_zone = '+00:00';
-             INSERT INTO {DATABASE}.orders (customer_id, status, total, items, updated_at)
-               SELECT 1 + seq % 3, 'new', 10.5 * seq, JSON_ARRAY(JSON_OBJECT('sku', 'X-1', 'qty', seq)),
-                      UTC_TIMESTAMP(6) FROM {DATABASE}.seq_1_to_3;
-             UPDATE {DATABASE}.orders SET status = 'shipped', updated_at = UTC_TIMESTAMP(6) WHERE id = 1;"
-        ))?;
-    }
     let project = demo_dir.join("singer.toml");
     let text = format!(
         r#"# Written by `cargo xtask demo`.
@@ -70,18 +64,55 @@ RUST_LOG = "warn"
 tap = "shop"
 target = "warehouse"
 select = ["{DATABASE}-*"]
+[pipelines.demo.streams."{DATABASE}-customers"]
+replication_method = "FULL_TABLE"
+[pipelines.demo.streams."{DATABASE}-products"]
+replication_method = "FULL_TABLE"
 [pipelines.demo.streams."{DATABASE}-orders"]
 replication_method = "INCREMENTAL"
 replication_key = "updated_at"
 "#,
         tap = bin.join("tap-mysql").display(),
         target = bin.join("target-postgres").display(),
-    );
+    ) + &demo_pg::project_section(&bin);
     std::fs::write(&project, text).map_err(|e| format!("{}: {e}", project.display()))?;
+
+    if seed()? {
+        fresh_start(&bin, &project, "demo", SCHEMA);
+    } else {
+        step!("demo: adding 3 orders and updating order 1 in MariaDB since the last run");
+        mariadb(&format!(
+            "SET time_zone = '+00:00';
+             INSERT INTO {DATABASE}.orders (customer_id, status, total, items, updated_at)
+               SELECT 1 + seq % 3, 'new', 10.5 * seq, JSON_ARRAY(JSON_OBJECT('sku', 'X-1', 'qty', seq)),
+                      UTC_TIMESTAMP(6) FROM {DATABASE}.seq_1_to_3;
+             UPDATE {DATABASE}.orders SET status = 'shipped', updated_at = UTC_TIMESTAMP(6) WHERE id = 1;"
+        ))?;
+    }
+    if demo_pg::prepare()? {
+        fresh_start(&bin, &project, demo_pg::PIPELINE, demo_pg::SCHEMA);
+    }
 
     step!("demo: singer run demo ({})", project.display());
     singer(&bin, &project, &["run", "demo"]).run()?;
+    step!(
+        "demo: singer run {} ({})",
+        demo_pg::PIPELINE,
+        project.display()
+    );
+    singer(&bin, &project, &["run", demo_pg::PIPELINE]).run()?;
     show(&bin, &project)
+}
+
+/// A source that was just seeded starts over: its pipeline's stored state and target schema,
+/// left by an earlier seeding, would otherwise skip or keep rows the new source lacks.
+fn fresh_start(bin: &Path, project: &Path, pipeline: &str, schema: &str) {
+    // Both fail harmlessly when there is nothing to remove.
+    singer(bin, project, &["state", "clear", pipeline]).succeeds();
+    crate::bench::psql()
+        .arg("-c")
+        .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .succeeds();
 }
 
 /// Creates the database on first use; returns whether it did.
@@ -150,7 +181,7 @@ fn show(bin: &Path, project: &Path) -> Result {
             .arg(sql)
             .run()
     };
-    eprintln!("\n== What landed in PostgreSQL (schema {SCHEMA}) ==");
+    eprintln!("\n== MariaDB -> PostgreSQL: what landed (schema {SCHEMA} of test) ==");
     psql(&format!(
         "SELECT 'customers' AS table, count(*) AS rows FROM {SCHEMA}.customers
          UNION ALL SELECT 'products', count(*) FROM {SCHEMA}.products
@@ -165,10 +196,13 @@ fn show(bin: &Path, project: &Path) -> Result {
     psql(&format!(
         "SELECT id, status, total, items, updated_at FROM {SCHEMA}.orders ORDER BY updated_at DESC, id DESC LIMIT 5"
     ))?;
-    eprintln!("\n== The state singer stored (the next run starts here) ==");
-    singer(bin, project, &["state", "get", "demo"]).run()?;
+    demo_pg::show()?;
+    for pipeline in ["demo", demo_pg::PIPELINE] {
+        eprintln!("\n== The state singer stored for {pipeline} (its next run starts here) ==");
+        singer(bin, project, &["state", "get", pipeline]).run()?;
+    }
     eprintln!("\n== Runs so far ==");
-    singer(bin, project, &["runs", "--limit", "5"]).run()?;
+    singer(bin, project, &["runs", "--limit", "6"]).run()?;
     eprintln!("\nRun `cargo xtask demo` again: new and changed orders move incrementally.");
     Ok(())
 }

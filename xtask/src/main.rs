@@ -10,7 +10,7 @@
 //! - [`apt`]: Debian package checks and installs
 //! - [`services`]: build prerequisites plus [`postgres`] and [`mariadb`]
 //! - [`interop`]: Python virtualenvs with reference Singer connectors for interop tests
-//! - [`test`], [`demo`], [`bench`]: the user-facing tasks
+//! - [`test`], [`demo`] (with [`demo_pg`]), [`bench`]: the user-facing tasks
 //! - [`json`]: the little JSON this crate writes
 
 // xtask is a developer tool whose job is to print reports (stdout) and progress (stderr).
@@ -35,6 +35,7 @@ mod bench_pg;
 mod bench_pipeline;
 mod bench_pipeline_py;
 mod demo;
+mod demo_pg;
 mod interop;
 mod json;
 mod mariadb;
@@ -55,8 +56,8 @@ Commands:
   test       services + interop, then fmt, clippy and the whole test suite
                --no-lint     skip `cargo fmt --check` and clippy
                -- ARGS       passed to the test runner (e.g. a test filter)
-  demo       services, then `singer run` a seeded MariaDB shop into PostgreSQL and show the result
-             (run it again for an incremental run)
+  demo       services, then `singer run` a seeded MariaDB shop and a seeded PostgreSQL shop into
+             PostgreSQL and show the result (run it again for an incremental run)
   bench      Run the singer-core reader benchmark; ARGS are passed to `cargo bench`
   bench target-postgres [--rows N]
              Load N mixed-type rows (default 1,000,000) with psql COPY (the raw limit) and
