@@ -72,9 +72,19 @@ impl Watcher {
 fn tick(flow: SharedFlow, streams: Vec<String>, mp: Option<MultiProgress>, stop: Arc<AtomicBool>) {
     let started = Instant::now();
     let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
+    // indicatif's `{per_sec}` prints every digit of the float; whole records per second read
+    // better.
     let style = ProgressStyle::with_template(
-        "{spinner} {prefix:30} {human_pos:>12} records {per_sec:>14} {msg}",
+        "{spinner} {prefix:30} {human_pos:>12} records {rate:>14} {msg}",
     )
+    .map(|s| {
+        s.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        )
+    })
     .unwrap_or_else(|_| ProgressStyle::default_spinner());
     if let Some(mp) = &mp {
         for s in &streams {
