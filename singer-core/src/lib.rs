@@ -14,7 +14,7 @@
 //! | [`metrics`] | `INFO METRIC` lines on stderr |
 //! | [`secret`] | a string that never prints itself |
 //! | [`sdk`] | (feature `sdk`) CLI, logging and the tap and target runtimes |
-//! | [`testing`] | (feature `testing`) the conformance corpus runner |
+//! | [`testing`] | (feature `testing`) the conformance corpus runner, and a harness that runs taps in tests |
 //!
 //! The spec in prose lives in `specs/` at the root of the repository; every MUST there has a
 //! vector in `specs/conformance/` that this crate's tests run.

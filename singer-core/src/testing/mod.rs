@@ -1,7 +1,10 @@
 //! The conformance kit (feature `testing`): loads the corpus in `specs/conformance` and runs
-//! its stream cases against any target executable.
+//! its stream cases against any target executable; [`tap`] runs a tap executable for
+//! integration tests.
 //!
 //! See specs/conformance/README.md for the format.
+
+pub mod tap;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

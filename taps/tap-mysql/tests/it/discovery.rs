@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{Db, discover, run_tap, stream, stream_metadata};
+use crate::{Db, discover, metadata, run_tap, stream};
 
 #[test]
 fn catalog_has_streams_schemas_and_metadata() {
@@ -20,7 +20,7 @@ fn catalog_has_streams_schemas_and_metadata() {
     let orders = stream(&catalog, &db.stream("orders"));
     assert_eq!(orders["stream"], "orders");
     assert_eq!(orders["table_name"], "orders");
-    let meta = stream_metadata(orders);
+    let meta = metadata(orders, json!([]));
     // Composite keys keep their index order, not column order.
     assert_eq!(meta["table-key-properties"], json!(["b", "a"]));
     assert_eq!(meta["database-name"], json!(db.name));
@@ -46,7 +46,7 @@ fn catalog_has_streams_schemas_and_metadata() {
     assert_eq!(col_meta["metadata"]["sql-datatype"], "int(11)");
 
     let view = stream(&catalog, &db.stream("big_orders"));
-    let meta = stream_metadata(view);
+    let meta = metadata(view, json!([]));
     assert_eq!(meta["is-view"], json!(true));
     assert!(meta.get("table-key-properties").is_none());
 }
