@@ -1,8 +1,13 @@
 //! Config files: several `--config` files are merged left to right (later keys win).
+//!
+//! The `flex_*` functions read settings the way Python Singer configs write them (quoted
+//! numbers, `"true"`, comma-separated lists); use them with
+//! `#[serde(deserialize_with = "singer_core::sdk::config::flex_bool")]` and the like.
 
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::SdkError;
@@ -54,6 +59,77 @@ fn redact(message: &str) -> String {
     message.to_string()
 }
 
+/// A setting as Python configs write it: a number, a boolean, a string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flex {
+    Num(u64),
+    Bool(bool),
+    Str(String),
+    List(Vec<String>),
+}
+
+/// A non-negative integer, or a string holding one (`"3306"`).
+pub fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match Flex::deserialize(d)? {
+        Flex::Num(n) => Ok(n),
+        Flex::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| D::Error::custom("expected a non-negative integer")),
+        Flex::Bool(_) | Flex::List(_) => Err(D::Error::custom("expected a non-negative integer")),
+    }
+}
+
+/// [`flex_u64`] for an `Option` field (with `#[serde(default)]` for absent keys).
+pub fn flex_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    flex_u64(d).map(Some)
+}
+
+/// A TCP port: [`flex_u64`] at most 65535.
+pub fn flex_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = flex_u64(d)?;
+    u16::try_from(n).map_err(|_| D::Error::custom("port must be at most 65535"))
+}
+
+/// A boolean, a number (0 is false) or a string: `true`, `1`, `yes`, `on`, or `false`, `0`,
+/// `no`, `off` and the empty string, in any case.
+pub fn flex_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Flex::deserialize(d)? {
+        Flex::Bool(b) => Ok(b),
+        Flex::Num(n) => Ok(n != 0),
+        Flex::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            _ => Err(D::Error::custom("expected true or false")),
+        },
+        Flex::List(_) => Err(D::Error::custom("expected true or false")),
+    }
+}
+
+/// [`flex_bool`] for an `Option` field (with `#[serde(default)]` for absent keys).
+pub fn flex_opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    flex_bool(d).map(Some)
+}
+
+/// Names as a comma-separated string or a list of strings, each trimmed, empty ones dropped;
+/// `None` when none are left.
+pub fn flex_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let items = match Flex::deserialize(d)? {
+        Flex::Str(s) => s.split(',').map(str::to_string).collect(),
+        Flex::List(l) => l,
+        Flex::Num(_) | Flex::Bool(_) => {
+            return Err(D::Error::custom("expected a list of names"));
+        }
+    };
+    let items: Vec<String> = items
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Ok((!items.is_empty()).then_some(items))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +157,79 @@ mod tests {
             .to_string();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(e.contains("expected u16"), "{e}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Flexible {
+        #[serde(default, deserialize_with = "flex_opt_u64")]
+        rows: Option<u64>,
+        #[serde(default, deserialize_with = "flex_port")]
+        port: u16,
+        #[serde(default, deserialize_with = "flex_bool")]
+        ssl: bool,
+        #[serde(default, deserialize_with = "flex_opt_bool")]
+        stop: Option<bool>,
+        #[serde(default, deserialize_with = "flex_list")]
+        schemas: Option<Vec<String>>,
+    }
+
+    fn flexible(v: Value) -> Result<Flexible, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn quoted_numbers_and_booleans_are_read() {
+        let f = flexible(serde_json::json!({
+            "rows": " 42 ", "port": "5432", "ssl": "Yes", "stop": 0, "schemas": "a, ,b"
+        }))
+        .unwrap();
+        assert_eq!(f.rows, Some(42));
+        assert_eq!(f.port, 5432);
+        assert!(f.ssl);
+        assert_eq!(f.stop, Some(false));
+        assert_eq!(f.schemas.unwrap(), ["a", "b"]);
+        let f = flexible(serde_json::json!({"port": 3306, "ssl": "", "schemas": [" x "]})).unwrap();
+        assert_eq!((f.rows, f.port, f.ssl, f.stop), (None, 3306, false, None));
+        assert_eq!(f.schemas.unwrap(), ["x"]);
+        let f = flexible(serde_json::json!({"ssl": true, "schemas": " , "})).unwrap();
+        assert!(f.ssl);
+        assert_eq!(f.schemas, None);
+    }
+
+    #[test]
+    fn flexible_values_of_the_wrong_kind_are_errors() {
+        for (v, want) in [
+            (
+                serde_json::json!({"rows": "many"}),
+                "expected a non-negative integer",
+            ),
+            (
+                serde_json::json!({"rows": true}),
+                "expected a non-negative integer",
+            ),
+            (
+                serde_json::json!({"port": 70000}),
+                "port must be at most 65535",
+            ),
+            (
+                serde_json::json!({"port": ["1"]}),
+                "expected a non-negative integer",
+            ),
+            (
+                serde_json::json!({"ssl": "maybe"}),
+                "expected true or false",
+            ),
+            (
+                serde_json::json!({"stop": ["no"]}),
+                "expected true or false",
+            ),
+            (
+                serde_json::json!({"schemas": 3}),
+                "expected a list of names",
+            ),
+        ] {
+            let e = flexible(v.clone()).unwrap_err();
+            assert!(e.contains(want), "{v}: {e}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use singer_core::Secret;
+use singer_core::sdk::config::{flex_bool, flex_port, flex_u64};
 
 /// Session statements run on every connection unless `session_sqls` replaces them.
 pub(crate) const DEFAULT_SESSION_SQLS: &[&str] = &[
@@ -23,7 +24,7 @@ pub(crate) struct Config {
     /// Server host name or address.
     pub(crate) host: String,
     /// Server port.
-    #[serde(default = "default_port", deserialize_with = "flex_u16")]
+    #[serde(default = "default_port", deserialize_with = "flex_port")]
     #[schemars(with = "u16")]
     pub(crate) port: u16,
     /// User name.
@@ -181,52 +182,12 @@ fn default_connect_timeout() -> u64 {
     30
 }
 
-/// A number or a numeric string (Python configs often quote ports).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Flex {
-    Num(u64),
-    Bool(bool),
-    Str(String),
-}
-
-fn flex<'de, D: Deserializer<'de>>(d: D) -> Result<Flex, D::Error> {
-    Flex::deserialize(d)
-}
-
-fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match flex(d)? {
-        Flex::Num(n) => Ok(n),
-        Flex::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom("expected a non-negative integer")),
-        Flex::Bool(_) => Err(serde::de::Error::custom("expected a non-negative integer")),
-    }
-}
-
-fn flex_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    let n = flex_u64(d)?;
-    u16::try_from(n).map_err(|_| serde::de::Error::custom("port must be at most 65535"))
-}
-
+/// A replication client id: a number or a numeric string that fits in 32 bits.
 fn flex_opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let n = flex_u64(d)?;
     u32::try_from(n)
         .map(Some)
         .map_err(|_| serde::de::Error::custom("server_id must fit in 32 bits"))
-}
-
-fn flex_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match flex(d)? {
-        Flex::Bool(b) => Ok(b),
-        Flex::Num(n) => Ok(n != 0),
-        Flex::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" | "" => Ok(false),
-            _ => Err(serde::de::Error::custom("expected true or false")),
-        },
-    }
 }
 
 #[cfg(test)]

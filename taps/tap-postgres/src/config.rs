@@ -2,8 +2,11 @@
 //! meltanolabs-tap-postgres, so their config files work unchanged; unknown keys are rejected.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use singer_core::Secret;
+use singer_core::sdk::config::{
+    flex_bool, flex_list, flex_opt_bool, flex_opt_u64, flex_port, flex_u64,
+};
 
 /// Settings of tap-postgres.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -13,7 +16,7 @@ pub(crate) struct Config {
     #[serde(default = "default_host")]
     pub(crate) host: String,
     /// Server port.
-    #[serde(default = "default_port", deserialize_with = "flex_u16")]
+    #[serde(default = "default_port", deserialize_with = "flex_port")]
     #[schemars(with = "u16")]
     pub(crate) port: u16,
     /// User name (LOG_BASED needs the REPLICATION attribute or a superuser).
@@ -185,68 +188,6 @@ fn default_state_every() -> u64 {
 }
 fn default_connect_timeout() -> u64 {
     30
-}
-
-/// A number, a boolean or a string (Python configs often quote them).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Flex {
-    Num(u64),
-    Bool(bool),
-    Str(String),
-    List(Vec<String>),
-}
-
-fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match Flex::deserialize(d)? {
-        Flex::Num(n) => Ok(n),
-        Flex::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom("expected a non-negative integer")),
-        _ => Err(serde::de::Error::custom("expected a non-negative integer")),
-    }
-}
-
-fn flex_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    flex_u64(d).map(Some)
-}
-
-fn flex_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    let n = flex_u64(d)?;
-    u16::try_from(n).map_err(|_| serde::de::Error::custom("port must be at most 65535"))
-}
-
-fn flex_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match Flex::deserialize(d)? {
-        Flex::Bool(b) => Ok(b),
-        Flex::Num(n) => Ok(n != 0),
-        Flex::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" | "" => Ok(false),
-            _ => Err(serde::de::Error::custom("expected true or false")),
-        },
-        Flex::List(_) => Err(serde::de::Error::custom("expected true or false")),
-    }
-}
-
-fn flex_opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    flex_bool(d).map(Some)
-}
-
-/// A comma-separated string or a list of strings.
-fn flex_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    let items = match Flex::deserialize(d)? {
-        Flex::Str(s) => s.split(',').map(str::to_string).collect(),
-        Flex::List(l) => l,
-        _ => return Err(serde::de::Error::custom("expected a list of names")),
-    };
-    let items: Vec<String> = items
-        .iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    Ok((!items.is_empty()).then_some(items))
 }
 
 #[cfg(test)]
