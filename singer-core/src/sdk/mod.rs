@@ -6,12 +6,14 @@
 //! - [`target`]: the [`Target`](target::Target) traits and [`run_target`](target::run_target),
 //!   which own message order, batching, per-stream parallel loading and the rule that a STATE
 //!   is echoed only after every record before it is durable.
+//! - [`full_table`]: the bookmark of a resumable FULL_TABLE copy in key order.
 //! - [`about`]: `--about` output. [`config`]: merged config files. [`logging`]: stderr logs.
 
 pub mod about;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod full_table;
 pub mod logging;
 pub mod tap;
 pub mod target;

@@ -207,6 +207,13 @@ impl TapContext {
     }
 }
 
+/// The current time as RFC 3339 in UTC with microseconds, for `time_extracted`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+        .to_string()
+}
+
 /// Runs a tap as a process: parses the command line, dispatches, maps errors to exit codes.
 pub fn run_tap<T: Tap>() -> ExitCode {
     logging::init();

@@ -3,19 +3,12 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
-use serde_json::{Map, Value as Json, json};
 use singer_core::sdk::SdkError;
-use singer_core::sdk::tap::TapContext;
+use singer_core::sdk::full_table::FullTableCopy;
+use singer_core::sdk::tap::{TapContext, now_rfc3339};
 
 use crate::sql::{self, KeyCol};
 use crate::stream::StreamPlan;
-
-/// Bookmark keys, as singer-io's and PipelineWise's tap-mysql name them.
-pub(crate) const VERSION: &str = "version";
-pub(crate) const MAX_PK: &str = "max_pk_values";
-pub(crate) const LAST_PK: &str = "last_pk_fetched";
-/// Set once the first complete FULL_TABLE sync finished.
-pub(crate) const FULL_TABLE_COMPLETE: &str = "initial_full_table_complete";
 
 /// Copies the whole table. `complete_key` is set in the bookmark when done; the caller writes
 /// the final state (`TapContext::end_stream`).
@@ -27,22 +20,20 @@ pub(crate) async fn snapshot(
     complete_key: &str,
 ) -> Result<(), SdkError> {
     let id = plan.tap_stream_id.clone();
-    let bookmark = ctx.state().bookmark(&id).cloned().unwrap_or_default();
-    let first_ever = !bookmark
-        .get(complete_key)
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
     let key_pos: Vec<usize> = plan
         .key_properties
         .iter()
         .filter_map(|k| plan.position(k))
         .collect();
     let resumable = !key_pos.is_empty() && key_pos.len() == plan.key_properties.len();
-    let resuming = resumable && bookmark.contains_key(MAX_PK);
-    let version = match bookmark.get(VERSION).and_then(Json::as_i64) {
-        Some(v) if resuming => v,
-        _ => chrono::Utc::now().timestamp_millis(),
-    };
+    let copy = FullTableCopy::new(
+        ctx.state(),
+        &id,
+        &plan.key_properties,
+        resumable,
+        complete_key,
+    );
+    let version = copy.version();
     let table = sql::table_ref(&plan.database, &plan.table);
     let key_cols: Vec<KeyCol<'_>> = key_pos
         .iter()
@@ -55,8 +46,8 @@ pub(crate) async fn snapshot(
     // The upper bound: the largest key now, or the one recorded by the interrupted run.
     let max: Option<Vec<Value>> = if !resumable {
         None
-    } else if resuming {
-        state_key(&bookmark, MAX_PK, &plan.key_properties)
+    } else if copy.is_resuming() {
+        copy.resume_max().map(from_state)
     } else {
         let order = key_cols
             .iter()
@@ -83,33 +74,9 @@ pub(crate) async fn snapshot(
                 .collect()
         })
     };
-    let last: Option<Vec<Value>> = if resuming {
-        state_key(&bookmark, LAST_PK, &plan.key_properties)
-    } else {
-        None
-    };
-
-    {
-        let st = ctx.state_mut();
-        st.set_bookmark_value(&id, VERSION, json!(version));
-        if !resuming {
-            st.clear_bookmark_value(&id, LAST_PK);
-            match &max {
-                Some(m) => st.set_bookmark_value(&id, MAX_PK, key_object(&plan.key_properties, m)),
-                None => st.clear_bookmark_value(&id, MAX_PK),
-            }
-        }
-    }
-    if resuming {
-        tracing::info!(stream = %id, "resuming the interrupted full-table copy after the last key emitted");
-    } else {
-        ctx.write_state()?;
-    }
-    // On the very first copy an empty table must appear at once; later copies keep the old
-    // rows visible until the final ACTIVATE_VERSION.
-    if first_ever && !resuming {
-        ctx.write_activate_version(&id, version)?;
-    }
+    let last: Option<Vec<Value>> = copy.resume_last().map(from_state);
+    let max_json: Option<Vec<serde_json::Value>> = max.as_deref().map(to_state);
+    copy.start(ctx, max_json.as_deref())?;
 
     let mut where_parts = Vec::new();
     let mut params = Vec::new();
@@ -145,7 +112,6 @@ pub(crate) async fn snapshot(
         Params::Positional(params)
     };
     let extracted = now_rfc3339();
-    let key_names = plan.key_properties.clone();
     let read_err = |e| SdkError::fatal(format!("stream `{id}`: reading rows failed"), e);
     let mut result = conn.exec_iter(query, params).await.map_err(read_err)?;
     let mut buf = Vec::with_capacity(4096);
@@ -155,47 +121,24 @@ pub(crate) async fn snapshot(
         ctx.write_record_json(&id, &buf, Some(version), Some(&extracted))?;
         rows += 1;
         if resumable && rows.is_multiple_of(state_every) {
-            let values: Vec<Value> = key_pos
+            let values: Vec<serde_json::Value> = key_pos
                 .iter()
-                .map(|&i| row.as_ref(i).cloned().unwrap_or(Value::NULL))
+                .map(|&i| row.as_ref(i).map_or(serde_json::Value::Null, sql::to_state))
                 .collect();
-            ctx.state_mut()
-                .set_bookmark_value(&id, LAST_PK, key_object(&key_names, &values));
-            ctx.write_state()?;
+            copy.checkpoint(ctx, &values)?;
         }
     }
     drop(result);
     plan.report_invalid();
-    ctx.write_activate_version(&id, version)?;
-    let st = ctx.state_mut();
-    st.clear_bookmark_value(&id, LAST_PK);
-    st.clear_bookmark_value(&id, MAX_PK);
-    st.set_bookmark_value(&id, complete_key, json!(true));
-    tracing::info!(stream = %id, rows, "full-table copy finished");
-    Ok(())
+    copy.finish(ctx, rows)
 }
 
-/// `{"k1": v1, ...}` as kept in state.
-fn key_object(names: &[String], values: &[Value]) -> Json {
-    let mut m = Map::new();
-    for (n, v) in names.iter().zip(values) {
-        m.insert(n.clone(), sql::to_state(v));
-    }
-    Json::Object(m)
+/// Key values as kept in state.
+fn to_state(values: &[Value]) -> Vec<serde_json::Value> {
+    values.iter().map(sql::to_state).collect()
 }
 
-/// Reads a key object back, in key order; `None` if any part is missing.
-fn state_key(bookmark: &Map<String, Json>, key: &str, names: &[String]) -> Option<Vec<Value>> {
-    let obj = bookmark.get(key)?.as_object()?;
-    names
-        .iter()
-        .map(|n| obj.get(n).map(sql::from_state))
-        .collect()
-}
-
-/// The current time as RFC 3339 with microseconds, for `time_extracted`.
-pub(crate) fn now_rfc3339() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
-        .to_string()
+/// Key values read back from state.
+fn from_state(values: &[serde_json::Value]) -> Vec<Value> {
+    values.iter().map(sql::from_state).collect()
 }

@@ -5,9 +5,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 use serde_json::{Value as Json, json};
 use singer_core::sdk::SdkError;
-use singer_core::sdk::tap::TapContext;
+use singer_core::sdk::tap::{TapContext, now_rfc3339};
 
-use crate::full_table::now_rfc3339;
 use crate::sql;
 use crate::stream::StreamPlan;
 

@@ -3,6 +3,7 @@
 use serde_json::{Value as Json, json};
 use singer_core::catalog::ReplicationMethod;
 use singer_core::sdk::SdkError;
+use singer_core::sdk::full_table::FULL_TABLE_COMPLETE;
 use singer_core::sdk::tap::TapContext;
 use singer_core::{Catalog, CatalogEntry};
 
@@ -11,7 +12,7 @@ use crate::column::KindOptions;
 use crate::config::Config;
 use crate::connect::{self, Connector};
 use crate::discover::{self, Filter, Table};
-use crate::full_table::{self, FULL_TABLE_COMPLETE};
+use crate::full_table;
 use crate::incremental;
 use crate::stream::StreamPlan;
 

@@ -3,8 +3,9 @@
 //! resumable from the last key emitted. Key values are bound through transaction-local
 //! settings (`set_config`), never spliced into the SQL.
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
 use singer_core::sdk::SdkError;
+use singer_core::sdk::full_table::FullTableCopy;
 use singer_core::sdk::tap::TapContext;
 use tokio_postgres::Client;
 
@@ -13,12 +14,8 @@ use crate::copy::copy_rows;
 use crate::kind::Kind;
 use crate::stream::StreamPlan;
 
-/// Bookmark keys, as singer-io's and PipelineWise's taps name them.
-pub(crate) const VERSION: &str = "version";
-pub(crate) const MAX_PK: &str = "max_pk_values";
-pub(crate) const LAST_PK: &str = "last_pk_fetched";
-/// Set once the first complete FULL_TABLE sync finished.
-pub(crate) const FULL_TABLE_COMPLETE: &str = "initial_full_table_complete";
+// Re-exported for the logical module, which stamps its records the same way.
+pub(crate) use singer_core::sdk::tap::now_rfc3339;
 
 /// Opens a read-only repeatable-read transaction, on an exported snapshot when given.
 pub(crate) async fn begin(client: &Client, snapshot: Option<&str>) -> Result<(), SdkError> {
@@ -108,22 +105,20 @@ pub(crate) async fn snapshot(
     snapshot: Option<&str>,
 ) -> Result<(), SdkError> {
     let id = plan.tap_stream_id.clone();
-    let bookmark = ctx.state().bookmark(&id).cloned().unwrap_or_default();
-    let first_ever = !bookmark
-        .get(complete_key)
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
     let key_pos: Vec<usize> = plan
         .key_properties
         .iter()
         .filter_map(|k| plan.position(k))
         .collect();
     let resumable = !key_pos.is_empty() && key_pos.len() == plan.key_properties.len();
-    let resuming = resumable && bookmark.contains_key(MAX_PK);
-    let version = match bookmark.get(VERSION).and_then(Json::as_i64) {
-        Some(v) if resuming => v,
-        _ => chrono::Utc::now().timestamp_millis(),
-    };
+    let copy = FullTableCopy::new(
+        ctx.state(),
+        &id,
+        &plan.key_properties,
+        resumable,
+        complete_key,
+    );
+    let version = copy.version();
     begin(client, snapshot).await?;
     let table = plan.table_ref();
     let key_cols: Vec<String> = key_pos
@@ -135,8 +130,8 @@ pub(crate) async fn snapshot(
     // The upper bound: the largest key now, or the one recorded by the interrupted run.
     let max: Option<Vec<Json>> = if !resumable {
         None
-    } else if resuming {
-        state_key(&bookmark, MAX_PK, &plan.key_properties)
+    } else if copy.is_resuming() {
+        copy.resume_max().map(<[Json]>::to_vec)
     } else {
         // Aliased: `ORDER BY "id"` must sort the column, not its text.
         let texts = key_cols
@@ -168,38 +163,13 @@ pub(crate) async fn snapshot(
                 .collect()
         })
     };
-    let last: Option<Vec<Json>> = if resuming {
-        state_key(&bookmark, LAST_PK, &plan.key_properties)
-    } else {
-        None
-    };
-    {
-        let st = ctx.state_mut();
-        st.set_bookmark_value(&id, VERSION, json!(version));
-        if !resuming {
-            st.clear_bookmark_value(&id, LAST_PK);
-            match &max {
-                Some(m) => st.set_bookmark_value(&id, MAX_PK, key_object(&plan.key_properties, m)),
-                None => st.clear_bookmark_value(&id, MAX_PK),
-            }
-        }
-    }
-    if resuming {
-        tracing::info!(stream = %id, "resuming the interrupted full-table copy after the last key emitted");
-    } else {
-        ctx.write_state()?;
-    }
-    // On the very first copy an empty table must appear at once; later copies keep the old
-    // rows visible until the final ACTIVATE_VERSION.
-    if first_ever && !resuming {
-        ctx.write_activate_version(&id, version)?;
-    }
+    copy.start(ctx, max.as_deref())?;
 
     let mut where_parts = Vec::new();
     if resumable && max.is_none() {
         where_parts.push("false".to_string());
     }
-    if let Some(l) = &last {
+    if let Some(l) = copy.resume_last() {
         let exprs = bind(client, plan, &key_pos, l, "last").await?;
         where_parts.push(format!("ROW({key_list}) > ROW({})", exprs.join(", ")));
     }
@@ -217,7 +187,6 @@ pub(crate) async fn snapshot(
     }
     let extracted = now_rfc3339();
     let mut buf = Vec::with_capacity(4096);
-    let key_names = plan.key_properties.clone();
     let mut count: u64 = 0;
     let rows = copy_rows(client, &query, &id, |row| {
         plan.encode(&mut buf, |i| row.cell(i), b"")?;
@@ -228,48 +197,20 @@ pub(crate) async fn snapshot(
                 .iter()
                 .map(|&i| row.text(i).map_or(Json::Null, |t| plan.value_json(i, t)))
                 .collect();
-            ctx.state_mut()
-                .set_bookmark_value(&id, LAST_PK, key_object(&key_names, &values));
-            ctx.write_state()?;
+            copy.checkpoint(ctx, &values)?;
         }
         Ok(())
     })
     .await?;
     commit(client).await?;
     plan.report_invalid();
-    ctx.write_activate_version(&id, version)?;
-    let st = ctx.state_mut();
-    st.clear_bookmark_value(&id, LAST_PK);
-    st.clear_bookmark_value(&id, MAX_PK);
-    st.set_bookmark_value(&id, complete_key, json!(true));
-    tracing::info!(stream = %id, rows, "full-table copy finished");
-    Ok(())
-}
-
-/// `{"k1": v1, ...}` as kept in state.
-fn key_object(names: &[String], values: &[Json]) -> Json {
-    let mut m = Map::new();
-    for (n, v) in names.iter().zip(values) {
-        m.insert(n.clone(), v.clone());
-    }
-    Json::Object(m)
-}
-
-/// Reads a key object back, in key order; `None` if any part is missing.
-fn state_key(bookmark: &Map<String, Json>, key: &str, names: &[String]) -> Option<Vec<Json>> {
-    let obj = bookmark.get(key)?.as_object()?;
-    names.iter().map(|n| obj.get(n).cloned()).collect()
-}
-
-/// The current time as RFC 3339 with microseconds, for `time_extracted`.
-pub(crate) fn now_rfc3339() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
-        .to_string()
+    copy.finish(ctx, rows)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

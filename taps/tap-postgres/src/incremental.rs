@@ -4,12 +4,12 @@
 
 use serde_json::{Value as Json, json};
 use singer_core::sdk::SdkError;
-use singer_core::sdk::tap::TapContext;
+use singer_core::sdk::tap::{TapContext, now_rfc3339};
 use tokio_postgres::Client;
 
 use crate::connect::{db_error, ident};
 use crate::copy::copy_rows;
-use crate::full_table::{begin, bind, commit, now_rfc3339};
+use crate::full_table::{begin, bind, commit};
 use crate::stream::StreamPlan;
 
 pub(crate) const REPLICATION_KEY: &str = "replication_key";

@@ -3,13 +3,14 @@
 use serde_json::{Value as Json, json};
 use singer_core::catalog::ReplicationMethod;
 use singer_core::sdk::SdkError;
+use singer_core::sdk::full_table::FULL_TABLE_COMPLETE;
 use singer_core::sdk::tap::TapContext;
 use singer_core::{Catalog, CatalogEntry};
 
 use crate::config::Config;
 use crate::connect::Connector;
 use crate::discover::{self, Table};
-use crate::full_table::{self, FULL_TABLE_COMPLETE};
+use crate::full_table;
 use crate::incremental;
 use crate::logical::{self, INITIAL_COMPLETE, LSN, LogStream, slot};
 use crate::stream::StreamPlan;
