@@ -524,14 +524,22 @@ fn wal_removed_under_the_slot_is_a_clear_error() {
     let db = Db::create(&server, "lblost");
     db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
     let dir = tempdir();
-    let catalog = select(&discover(dir.path(), &db.config()), &["public-t"], "LOG_BASED", None);
+    let catalog = select(
+        &discover(dir.path(), &db.config()),
+        &["public-t"],
+        "LOG_BASED",
+        None,
+    );
     let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
     assert!(first.ok, "{}", first.stderr);
     // Let the server drop WAL the slot still needs: a tiny keep size, several segments, a
     // checkpoint.
     db.exec("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'; SELECT pg_reload_conf();");
     for i in 0..4 {
-        db.exec(&format!("INSERT INTO t VALUES ({}); SELECT pg_switch_wal();", i + 2));
+        db.exec(&format!(
+            "INSERT INTO t VALUES ({}); SELECT pg_switch_wal();",
+            i + 2
+        ));
     }
     db.exec("CHECKPOINT;");
     let status = db.scalar(&format!(
@@ -539,7 +547,12 @@ fn wal_removed_under_the_slot_is_a_clear_error() {
         db.name
     ));
     assert_eq!(status, "lost");
-    let again = run_tap(dir.path(), &db.config(), Some(&catalog), Some(&first.last_state()));
+    let again = run_tap(
+        dir.path(),
+        &db.config(),
+        Some(&catalog),
+        Some(&first.last_state()),
+    );
     assert!(!again.ok);
     assert!(
         again.stderr.contains("removed the WAL") && again.stderr.contains("to recover"),
