@@ -421,6 +421,26 @@ pub fn scale_of_power_of_ten(text: &str) -> Option<u32> {
     }
 }
 
+/// A JSON number from its exact decimal text (`null` when it is not one), for schema bounds
+/// wider than any machine number.
+pub fn exact_number(text: &str) -> Value {
+    text.parse::<Number>()
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+/// The `multipleOf` of a decimal with `scale` digits after the point: a plain decimal while
+/// short (`1`, `0.01`, up to ten places), an exponent beyond (`1e-30`). The inverse of
+/// [`scale_of_power_of_ten`].
+pub fn decimal_step(scale: u64) -> Value {
+    let text = match scale {
+        0 => "1".to_string(),
+        s @ 1..=10 => format!("0.{}1", "0".repeat(s as usize - 1)),
+        s => format!("1e-{s}"),
+    };
+    exact_number(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,5 +517,25 @@ mod tests {
         assert_eq!(scale_of_power_of_ten("1"), Some(0));
         assert_eq!(scale_of_power_of_ten("0.05"), None);
         assert_eq!(scale_of_power_of_ten("10"), None);
+    }
+
+    #[test]
+    fn decimal_steps_are_exact_and_read_back() {
+        assert_eq!(decimal_step(0).to_string(), "1");
+        assert_eq!(decimal_step(2).to_string(), "0.01");
+        assert_eq!(decimal_step(10).to_string(), "0.0000000001");
+        assert_eq!(decimal_step(30).to_string(), "1e-30");
+        for scale in 0..=40 {
+            let step = decimal_step(scale).to_string();
+            assert_eq!(scale_of_power_of_ten(&step), Some(scale as u32), "{step}");
+        }
+        assert_eq!(exact_number("-9999999999.99").to_string(), "-9999999999.99");
+        assert_eq!(
+            exact_number("340282366920938463463374607431768211455")
+                .to_string()
+                .len(),
+            39
+        );
+        assert_eq!(exact_number("x"), Value::Null);
     }
 }

@@ -2,6 +2,7 @@
 //! and the JSON Schema a Singer target sees for it.
 
 use serde_json::{Map, Value, json};
+use singer_core::schema::{decimal_step, exact_number};
 
 /// A column as information_schema describes it.
 #[derive(Debug, Clone)]
@@ -147,8 +148,8 @@ impl ColumnInfo {
                     (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
                 };
                 s.insert("type".into(), ty("integer"));
-                s.insert("minimum".into(), number(&min.to_string()));
-                s.insert("maximum".into(), number(&max.to_string()));
+                s.insert("minimum".into(), exact_number(&min.to_string()));
+                s.insert("maximum".into(), exact_number(&max.to_string()));
             }
             Kind::Bool => {
                 s.insert("type".into(), ty("boolean"));
@@ -157,17 +158,11 @@ impl ColumnInfo {
                 s.insert("type".into(), ty("integer"));
                 s.insert("minimum".into(), json!(0));
                 let max = (1u128 << width) - 1;
-                s.insert("maximum".into(), number(&max.to_string()));
+                s.insert("maximum".into(), exact_number(&max.to_string()));
             }
             Kind::Decimal { scale } => {
                 s.insert("type".into(), ty("number"));
-                // Plain decimals while short (0.01), exponents beyond (1e-30).
-                let step = match *scale {
-                    0 => "1".to_string(),
-                    s @ 1..=10 => format!("0.{}1", "0".repeat(s as usize - 1)),
-                    s => format!("1e-{s}"),
-                };
-                s.insert("multipleOf".into(), number(&step));
+                s.insert("multipleOf".into(), decimal_step(*scale));
             }
             Kind::Float | Kind::Double => {
                 s.insert("type".into(), ty("number"));
@@ -240,13 +235,6 @@ impl Kind {
                 | Kind::Double
         )
     }
-}
-
-/// A JSON number from its exact decimal text.
-fn number(text: &str) -> Value {
-    text.parse::<serde_json::Number>()
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
 }
 
 /// The labels of `enum('a','b''c')` or `set(...)`, unescaped.

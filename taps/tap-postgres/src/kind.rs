@@ -2,6 +2,7 @@
 //! target sees for it.
 
 use serde_json::{Map, Value, json};
+use singer_core::schema::{decimal_step, exact_number};
 
 /// How a column's text form is written as JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,15 +143,18 @@ impl Kind {
                 } else {
                     (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
                 };
-                s.insert("minimum".into(), number(&min.to_string()));
-                s.insert("maximum".into(), number(&max.to_string()));
+                s.insert("minimum".into(), exact_number(&min.to_string()));
+                s.insert("maximum".into(), exact_number(&max.to_string()));
             }
             Kind::Numeric { precision, scale } => {
                 s.insert("type".into(), ty("number"));
                 if let (Some(p), Some(sc)) = (precision, scale)
                     && *sc >= 0
                 {
-                    s.insert("multipleOf".into(), number(&step(*sc)));
+                    s.insert(
+                        "multipleOf".into(),
+                        decimal_step(u64::from(sc.unsigned_abs())),
+                    );
                     // The largest value: p - s nines before the point, s after it.
                     let int_digits = usize::try_from(i64::from(*p) - i64::from(*sc)).unwrap_or(0);
                     let mut max = if int_digits == 0 {
@@ -162,8 +166,8 @@ impl Kind {
                         max.push('.');
                         max.push_str(&"9".repeat(*sc as usize));
                     }
-                    s.insert("maximum".into(), number(&max));
-                    s.insert("minimum".into(), number(&format!("-{max}")));
+                    s.insert("maximum".into(), exact_number(&max));
+                    s.insert("minimum".into(), exact_number(&format!("-{max}")));
                 }
             }
             Kind::Float => {
@@ -171,7 +175,7 @@ impl Kind {
             }
             Kind::Money => {
                 s.insert("type".into(), ty("number"));
-                s.insert("multipleOf".into(), number("0.01"));
+                s.insert("multipleOf".into(), exact_number("0.01"));
             }
             Kind::Bool => {
                 s.insert("type".into(), ty("boolean"));
@@ -242,22 +246,6 @@ impl Kind {
                 | Kind::Timestamp
         )
     }
-}
-
-/// `0.01` for scale 2, `1e-30` past ten places.
-fn step(scale: i32) -> String {
-    match scale {
-        0 => "1".to_string(),
-        s @ 1..=10 => format!("0.{}1", "0".repeat(s as usize - 1)),
-        s => format!("1e-{s}"),
-    }
-}
-
-/// A JSON number from its exact decimal text.
-fn number(text: &str) -> Value {
-    text.parse::<serde_json::Number>()
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
