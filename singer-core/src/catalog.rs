@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Classify, ErrorClass};
+use crate::state::State;
 
 /// A whole catalog document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -183,6 +184,19 @@ impl Catalog {
     /// The selected streams, in catalog order.
     pub fn selected_streams(&self) -> impl Iterator<Item = &CatalogEntry> {
         self.streams.iter().filter(|s| s.is_selected())
+    }
+
+    /// The selected streams in the order a sync takes them: the stream a previous run was
+    /// interrupted in (the state's `currently_syncing`) first, so that it is finished before
+    /// others start, then the others in catalog order.
+    pub fn sync_order(&self, state: &State) -> Vec<CatalogEntry> {
+        let mut entries: Vec<CatalogEntry> = self.selected_streams().cloned().collect();
+        if let Some(current) = state.currently_syncing()
+            && let Some(i) = entries.iter().position(|e| e.tap_stream_id == current)
+        {
+            entries[..=i].rotate_right(1);
+        }
+        entries
     }
 }
 
@@ -420,6 +434,32 @@ mod tests {
             ]
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn an_interrupted_stream_is_synced_first() {
+        let stream = |id: &str, selected: bool| {
+            json!({"tap_stream_id": id, "stream": id, "schema": {"type": "object"},
+                   "metadata": [{"breadcrumb": [], "metadata": {"selected": selected}}]})
+        };
+        let catalog: Catalog = serde_json::from_value(json!({"streams": [
+            stream("a", true), stream("b", true), stream("off", false), stream("c", true)
+        ]}))
+        .unwrap();
+        let order = |state: serde_json::Value| -> Vec<String> {
+            let state = State::from_value(state).unwrap();
+            catalog
+                .sync_order(&state)
+                .into_iter()
+                .map(|e| e.tap_stream_id)
+                .collect()
+        };
+        assert_eq!(order(json!({})), ["a", "b", "c"]);
+        assert_eq!(order(json!({"currently_syncing": "c"})), ["c", "a", "b"]);
+        assert_eq!(order(json!({"currently_syncing": "b"})), ["b", "a", "c"]);
+        assert_eq!(order(json!({"currently_syncing": null})), ["a", "b", "c"]);
+        // A stream no longer selected is not synced.
+        assert_eq!(order(json!({"currently_syncing": "off"})), ["a", "b", "c"]);
     }
 
     #[test]

@@ -27,17 +27,10 @@ pub(crate) async fn run(
     ctx: &mut TapContext,
     catalog: Catalog,
 ) -> Result<(), SdkError> {
-    let mut entries: Vec<CatalogEntry> = catalog.selected_streams().cloned().collect();
+    let entries = catalog.sync_order(ctx.state());
     if entries.is_empty() {
         tracing::warn!("no stream is selected in the catalog; nothing to do");
         return Ok(());
-    }
-    // An interrupted stream is finished first.
-    if let Some(cur) = ctx.state().currently_syncing().map(str::to_string)
-        && let Some(i) = entries.iter().position(|e| e.tap_stream_id == cur)
-    {
-        let e = entries.remove(i);
-        entries.insert(0, e);
     }
     let client = connector.connect().await?;
     let names: Vec<(String, String)> = entries.iter().map(schema_and_table).collect();
