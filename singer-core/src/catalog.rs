@@ -383,6 +383,27 @@ impl CatalogEntry {
             .collect()
     }
 
+    /// Whether a sync reads a column of the source as it is now: when it is a selected
+    /// property, one of `key_properties` (the source's key, which may differ from the
+    /// catalog's), or a column the catalog's schema does not list (added since discovery, or a
+    /// catalog written without properties), which discovery would have selected by default.
+    pub fn reads_column(&self, column: &str, key_properties: &[String]) -> bool {
+        let listed = self
+            .schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|p| p.contains_key(column));
+        !listed || key_properties.iter().any(|k| k == column) || self.is_property_selected(column)
+    }
+
+    /// The selected properties that are not among the source's `columns` (gone since
+    /// discovery), in schema order.
+    pub fn selected_properties_missing(&self, columns: &[&str]) -> Vec<String> {
+        let mut missing = self.selected_properties();
+        missing.retain(|p| !columns.contains(&p.as_str()));
+        missing
+    }
+
     /// The schema restricted to the selected properties (what the tap emits in SCHEMA).
     pub fn selected_schema(&self) -> Value {
         let mut schema = self.schema.clone();
@@ -469,6 +490,19 @@ mod tests {
         assert_eq!(e.selected_properties(), vec!["id", "a"]);
         assert_eq!(e.replication_method(), Some(ReplicationMethod::Incremental));
         assert_eq!(e.key_properties(), vec!["id"]);
+    }
+
+    #[test]
+    fn columns_read_are_the_selected_the_key_and_the_unknown() {
+        let e = entry();
+        let keys = ["b".to_string()];
+        let read: Vec<&str> = ["id", "a", "b", "c", "bad", "added"]
+            .into_iter()
+            .filter(|c| e.reads_column(c, &keys))
+            .collect();
+        assert_eq!(read, ["id", "a", "b", "added"]);
+        assert_eq!(e.selected_properties_missing(&["a", "b"]), ["id"]);
+        assert!(e.selected_properties_missing(&["id", "a"]).is_empty());
     }
 
     #[test]

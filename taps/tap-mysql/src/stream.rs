@@ -51,17 +51,8 @@ impl StreamPlan {
         policy: InvalidValuePolicy,
         log_based: bool,
     ) -> Result<Self, SdkError> {
-        let selected = entry.selected_properties();
-        let known = entry
-            .schema
-            .get("properties")
-            .and_then(Json::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let missing: Vec<&String> = selected
-            .iter()
-            .filter(|s| !table.columns.iter().any(|c| &c.name == *s))
-            .collect();
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        let missing = entry.selected_properties_missing(&names);
         if !missing.is_empty() {
             tracing::warn!(
                 stream = %entry.tap_stream_id,
@@ -75,11 +66,7 @@ impl StreamPlan {
         };
         let mut columns = Vec::new();
         for (ordinal, c) in table.columns.iter().enumerate() {
-            // Columns the catalog does not list (added since discovery, or a catalog written
-            // by hand without properties) are read, as discovery selects them by default.
-            let is_new = !known.contains_key(&c.name);
-            let wanted = selected.contains(&c.name) || key_properties.contains(&c.name) || is_new;
-            if !wanted {
+            if !entry.reads_column(&c.name, &key_properties) {
                 continue;
             }
             let kind = c.kind(opts);

@@ -55,17 +55,8 @@ impl StreamPlan {
         log_based: bool,
     ) -> Result<Self, SdkError> {
         let id = entry.tap_stream_id.clone();
-        let selected = entry.selected_properties();
-        let known = entry
-            .schema
-            .get("properties")
-            .and_then(Json::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let missing: Vec<&String> = selected
-            .iter()
-            .filter(|s| !table.columns.iter().any(|c| &c.name == *s))
-            .collect();
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        let missing = entry.selected_properties_missing(&names);
         if !missing.is_empty() {
             tracing::warn!(stream = %id, "selected columns no longer exist in the table: {missing:?}");
         }
@@ -76,10 +67,7 @@ impl StreamPlan {
         };
         let mut columns: Vec<PlanColumn> = Vec::new();
         for c in &table.columns {
-            let wanted = selected.contains(&c.name)
-                || key_properties.contains(&c.name)
-                || !known.contains_key(&c.name);
-            if !wanted {
+            if !entry.reads_column(&c.name, &key_properties) {
                 continue;
             }
             if let Kind::Unsupported(why) = &c.kind {
