@@ -6,7 +6,8 @@
 //! - [`target`]: the [`Target`](target::Target) traits and [`run_target`](target::run_target),
 //!   which own message order, batching, per-stream parallel loading and the rule that a STATE
 //!   is echoed only after every record before it is durable.
-//! - [`full_table`]: the bookmark of a resumable FULL_TABLE copy in key order.
+//! - [`full_table`] and [`incremental`]: the bookmarks of a resumable FULL_TABLE copy in key
+//!   order and of an INCREMENTAL read.
 //! - [`about`]: `--about` output. [`config`]: merged config files. [`logging`]: stderr logs.
 
 pub mod about;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod full_table;
+pub mod incremental;
 pub mod logging;
 pub mod tap;
 pub mod target;

@@ -3,15 +3,12 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
-use serde_json::{Value as Json, json};
 use singer_core::sdk::SdkError;
+use singer_core::sdk::incremental::{self, REPLICATION_KEY_VALUE};
 use singer_core::sdk::tap::{TapContext, now_rfc3339};
 
 use crate::sql;
 use crate::stream::StreamPlan;
-
-pub(crate) const REPLICATION_KEY: &str = "replication_key";
-pub(crate) const REPLICATION_KEY_VALUE: &str = "replication_key_value";
 
 pub(crate) async fn sync(
     conn: &mut Conn,
@@ -31,16 +28,7 @@ pub(crate) async fn sync(
         )));
     };
     let kind = plan.columns[rk_pos].kind.clone();
-    let bookmark = ctx.state().bookmark(&id).cloned().unwrap_or_default();
-    let same_key = bookmark.get(REPLICATION_KEY).and_then(Json::as_str) == Some(rk.as_str());
-    let start = bookmark
-        .get(REPLICATION_KEY_VALUE)
-        .filter(|_| same_key)
-        .filter(|v| !v.is_null())
-        .map(sql::from_state);
-    if !same_key && bookmark.contains_key(REPLICATION_KEY) {
-        tracing::warn!(stream = %id, "replication key changed to `{rk}`; reading from the start");
-    }
+    let start = incremental::start(ctx.state_mut(), &id, &rk).map(|v| sql::from_state(&v));
     let table = sql::table_ref(&plan.database, &plan.table);
     let col = sql::ident(&rk);
     let ph = sql::placeholder(&kind);
@@ -49,8 +37,6 @@ pub(crate) async fn sync(
         .await
         .map_err(|e| SdkError::fatal(format!("stream `{id}`: reading MAX({rk}) failed"), e))?;
     let max = max.filter(|v| *v != Value::NULL);
-    ctx.state_mut()
-        .set_bookmark_value(&id, REPLICATION_KEY, json!(rk));
     let Some(max) = max else {
         tracing::info!(stream = %id, "table has no rows with a replication key");
         return Ok(());

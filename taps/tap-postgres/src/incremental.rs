@@ -2,8 +2,8 @@
 //! the largest key seen at start, compared in the column's own type (exact for numeric and
 //! timestamps). The bookmark moves only after the rows it covers were written.
 
-use serde_json::{Value as Json, json};
 use singer_core::sdk::SdkError;
+use singer_core::sdk::incremental::{self, REPLICATION_KEY_VALUE};
 use singer_core::sdk::tap::{TapContext, now_rfc3339};
 use tokio_postgres::Client;
 
@@ -11,9 +11,6 @@ use crate::connect::{db_error, ident};
 use crate::copy::copy_rows;
 use crate::full_table::{begin, bind, commit};
 use crate::stream::StreamPlan;
-
-pub(crate) const REPLICATION_KEY: &str = "replication_key";
-pub(crate) const REPLICATION_KEY_VALUE: &str = "replication_key_value";
 
 pub(crate) async fn sync(
     client: &Client,
@@ -38,18 +35,7 @@ pub(crate) async fn sync(
             plan.columns[rk_pos].column.declared
         )));
     }
-    let bookmark = ctx.state().bookmark(&id).cloned().unwrap_or_default();
-    let same_key = bookmark.get(REPLICATION_KEY).and_then(Json::as_str) == Some(rk.as_str());
-    let start = bookmark
-        .get(REPLICATION_KEY_VALUE)
-        .filter(|_| same_key)
-        .filter(|v| !v.is_null())
-        .cloned();
-    if !same_key && bookmark.contains_key(REPLICATION_KEY) {
-        tracing::warn!(stream = %id, "replication key changed to `{rk}`; reading from the start");
-    }
-    ctx.state_mut()
-        .set_bookmark_value(&id, REPLICATION_KEY, json!(rk));
+    let start = incremental::start(ctx.state_mut(), &id, &rk);
     begin(client, None).await?;
     let table = plan.table_ref();
     let col = ident(&rk);
