@@ -5,12 +5,34 @@
 
 use serde_json::Value;
 
+use super::SdkError;
 use crate::state::State;
 
 /// The column the bookmark's value belongs to.
 pub const REPLICATION_KEY: &str = "replication_key";
 /// The replication key's value in the last row emitted.
 pub const REPLICATION_KEY_VALUE: &str = "replication_key_value";
+
+/// The replication key of an INCREMENTAL stream and its position among the columns the tap
+/// reads (`position` finds a column); a config error naming the stream when the catalog chose
+/// no key or the key is not a readable column of the table.
+pub fn key_column(
+    tap_stream_id: &str,
+    replication_key: Option<&str>,
+    position: impl FnOnce(&str) -> Option<usize>,
+) -> Result<(String, usize), SdkError> {
+    let Some(key) = replication_key else {
+        return Err(SdkError::Config(format!(
+            "stream `{tap_stream_id}` is INCREMENTAL but has no `replication-key` in its metadata"
+        )));
+    };
+    match position(key) {
+        Some(i) => Ok((key.to_string(), i)),
+        None => Err(SdkError::Config(format!(
+            "stream `{tap_stream_id}`: replication key `{key}` is not a readable column of the table"
+        ))),
+    }
+}
 
 /// Starts an INCREMENTAL read of a stream by `replication_key`: records the key in the
 /// stream's bookmark and returns the value to read from, the bookmarked one when it was kept
@@ -50,6 +72,21 @@ mod tests {
         let mut st = State::new();
         assert_eq!(start(&mut st, "s", "at"), None);
         assert_eq!(st.bookmark_value("s", REPLICATION_KEY), Some(&json!("at")));
+    }
+
+    #[test]
+    fn the_key_must_be_chosen_and_read() {
+        let position = |k: &str| (k == "at").then_some(3);
+        assert_eq!(
+            key_column("s", Some("at"), position).unwrap(),
+            ("at".into(), 3)
+        );
+        let none = key_column("s", None, position).unwrap_err().to_string();
+        assert!(none.contains("no `replication-key`"), "{none}");
+        let gone = key_column("s", Some("id"), position)
+            .unwrap_err()
+            .to_string();
+        assert!(gone.contains("`id` is not a readable column"), "{gone}");
     }
 
     #[test]

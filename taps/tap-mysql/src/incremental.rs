@@ -17,16 +17,8 @@ pub(crate) async fn sync(
     state_every: u64,
 ) -> Result<(), SdkError> {
     let id = plan.tap_stream_id.clone();
-    let Some(rk) = plan.replication_key.clone() else {
-        return Err(SdkError::Config(format!(
-            "stream `{id}` is INCREMENTAL but has no `replication-key` in its metadata"
-        )));
-    };
-    let Some(rk_pos) = plan.position(&rk) else {
-        return Err(SdkError::Config(format!(
-            "stream `{id}`: replication key `{rk}` is not a readable column of the table"
-        )));
-    };
+    let (rk, rk_pos) =
+        incremental::key_column(&id, plan.replication_key.as_deref(), |k| plan.position(k))?;
     let kind = plan.columns[rk_pos].kind.clone();
     let start = incremental::start(ctx.state_mut(), &id, &rk).map(|v| sql::from_state(&v));
     let table = sql::table_ref(&plan.database, &plan.table);

@@ -19,16 +19,8 @@ pub(crate) async fn sync(
     state_every: u64,
 ) -> Result<(), SdkError> {
     let id = plan.tap_stream_id.clone();
-    let Some(rk) = plan.replication_key.clone() else {
-        return Err(SdkError::Config(format!(
-            "stream `{id}` is INCREMENTAL but has no `replication-key` in its metadata"
-        )));
-    };
-    let Some(rk_pos) = plan.position(&rk) else {
-        return Err(SdkError::Config(format!(
-            "stream `{id}`: replication key `{rk}` is not a readable column of the table"
-        )));
-    };
+    let (rk, rk_pos) =
+        incremental::key_column(&id, plan.replication_key.as_deref(), |k| plan.position(k))?;
     if !plan.columns[rk_pos].column.kind.orders_exactly() {
         return Err(SdkError::Config(format!(
             "stream `{id}`: column `{rk}` ({}) cannot be a replication key",
