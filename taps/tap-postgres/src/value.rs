@@ -193,18 +193,23 @@ fn write_date_time(out: &mut Vec<u8>, text: &[u8], with_time: bool) -> Res {
     if year_text.len() < 4 || !year_text.iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
-    let year: i64 = std::str::from_utf8(year_text)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    let year = if bc { 1 - year } else { year };
     out.push(b'"');
-    if year < 0 {
-        out.extend_from_slice(format!("-{:04}", -year).as_bytes());
-    } else if year > 9999 {
-        out.extend_from_slice(format!("+{year}").as_bytes());
+    if !bc && year_text.len() == 4 {
+        // The common case: a four-digit year AD is already ISO 8601.
+        out.extend_from_slice(year_text);
     } else {
-        out.extend_from_slice(format!("{year:04}").as_bytes());
+        let year: i64 = std::str::from_utf8(year_text)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)?;
+        let year = if bc { 1 - year } else { year };
+        if year < 0 {
+            out.extend_from_slice(format!("-{:04}", -year).as_bytes());
+        } else if year > 9999 {
+            out.extend_from_slice(format!("+{year}").as_bytes());
+        } else {
+            out.extend_from_slice(format!("{year:04}").as_bytes());
+        }
     }
     // `-MM-DD`, then for timestamps ` HH:MM:SS[.f]` and, with a zone, `+00`.
     let (date_rest, time) = match rest.iter().position(|b| *b == b' ') {
