@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::apt::Apt;
 use crate::process::Cmd;
 use crate::{Result, cargo, target_dir};
 
@@ -47,6 +48,33 @@ pub(crate) const PSQL_CONNECTION: [&str; 8] = [
 /// psql on the test database: quiet, unaligned, tuples only.
 pub(crate) fn psql() -> Cmd {
     Cmd::new("psql").args(PSQL_CONNECTION).arg("-qAt")
+}
+
+/// psql as `postgres` on database `db` of the server on 127.0.0.1:`port`: no `~/.psqlrc`,
+/// quiet, unaligned, tuples only, stopping at the first error.
+pub(crate) fn psql_at(port: u16, db: &str) -> Cmd {
+    Cmd::new("psql")
+        .args([
+            "-X",
+            "-qAt",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--dbname={db}"))
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+}
+
+/// Installs GNU time (`/usr/bin/time`), which measures peak memory, if it is missing.
+pub(crate) fn ensure_gnu_time() -> Result {
+    if Apt::is_installed("time") {
+        return Ok(());
+    }
+    Apt::new().install(&["time"], "GNU time measures peak memory")
 }
 
 /// Builds `bins` (release) and creates `target/bench/<subdir>`; returns that directory and

@@ -18,7 +18,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
-use crate::apt::Apt;
 use crate::process::Cmd;
 use crate::{Result, services, target_dir};
 
@@ -29,9 +28,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     let rows = crate::bench::flag_u64(args, "--rows", 1_000_000)?;
     let runs = crate::bench::flag_u64(args, "--runs", 3)?.max(1);
     services::run()?;
-    if !Apt::is_installed("time") {
-        Apt::new().install(&["time"], "GNU time measures peak memory")?;
-    }
+    crate::bench::ensure_gnu_time()?;
     let (dir, _) = crate::bench::prepare("", &["tap-mysql"])?;
     seed(rows)?;
     let (config, catalog) = tap_files(&dir)?;
@@ -149,10 +146,23 @@ pub(crate) fn tap_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::Pa
 
 /// Runs `argv` with stdout to /dev/null under GNU time; returns (seconds, peak RSS in KB).
 pub(crate) fn timed(argv: &[String]) -> Result<(f64, u64)> {
+    timed_cpu(argv).map(|t| (t.secs, t.rss_kb))
+}
+
+/// One run measured by [`timed_cpu`].
+pub(crate) struct Timing {
+    pub(crate) secs: f64,
+    pub(crate) rss_kb: u64,
+    /// User plus system CPU time of the command and the children it waited for.
+    pub(crate) cpu_secs: f64,
+}
+
+/// [`timed`], with the CPU time the command used.
+pub(crate) fn timed_cpu(argv: &[String]) -> Result<Timing> {
     let log = target_dir().join("bench/time.log");
     let started = Instant::now();
     let (mut child, shown) = Cmd::new("/usr/bin/time")
-        .args(["-f", "maxrss_kb=%M", "-o"])
+        .args(["-f", "maxrss_kb=%M\ncpu_s=%U %S", "-o"])
         .arg(&log)
         .args(argv)
         .env("RUST_LOG", "warn")
@@ -162,7 +172,20 @@ pub(crate) fn timed(argv: &[String]) -> Result<(f64, u64)> {
         return Err(format!("`{shown}` failed ({status})"));
     }
     let secs = started.elapsed().as_secs_f64();
-    Ok((secs, max_rss_kb(&log)))
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let cpu_secs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu_s="))
+        .map_or(0.0, |v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse::<f64>().ok())
+                .sum()
+        });
+    Ok(Timing {
+        secs,
+        rss_kb: max_rss_kb(&log),
+        cpu_secs,
+    })
 }
 
 /// The peak RSS that `/usr/bin/time -f maxrss_kb=%M -o LOG` wrote to `log` (0 if absent).

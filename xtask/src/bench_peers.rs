@@ -96,26 +96,14 @@ impl PeerBench {
         write(&meltano_config, &json_config(MELTANO_SETTINGS))?;
         step!("bench: discovering with pipelinewise-tap-mysql");
         let discovered = dir.join("peer-discovered.json");
-        let (mut child, shown) = Cmd::new(&py.tap_mysql)
-            .arg("--config")
-            .arg(&tap_config)
-            .arg("--discover")
-            .spawn(
-                std::process::Stdio::null(),
-                std::process::Stdio::from(
-                    std::fs::File::create(&discovered).map_err(|e| e.to_string())?,
-                ),
-                std::process::Stdio::inherit(),
-            )?;
-        if !child.wait().map_err(|e| e.to_string())?.success() {
-            return Err(format!("`{shown}` failed"));
-        }
+        discover(&py.tap_mysql, &tap_config, &discovered)?;
         let catalog = dir.join("peer-catalog.json");
-        Cmd::new(&py.python)
-            .args(["-c", SELECT_STREAMS])
-            .arg(&discovered)
-            .arg(&catalog)
-            .run()?;
+        select_streams(
+            &py.python,
+            &discovered,
+            &catalog,
+            &["bench_tap-mixed", "bench_tap-small"],
+        )?;
         Ok(Self {
             tap: py.tap_mysql,
             tap_config,
@@ -209,19 +197,54 @@ impl PeerBench {
     }
 }
 
-/// Keeps the two bench tables of a discovered catalog and selects them for FULL_TABLE.
+/// Runs `tap --config config --discover` with the catalog written to `out`.
+pub(crate) fn discover(tap: &Path, config: &Path, out: &Path) -> Result {
+    let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (mut child, shown) = Cmd::new(tap)
+        .arg("--config")
+        .arg(config)
+        .arg("--discover")
+        .spawn(
+            std::process::Stdio::null(),
+            std::process::Stdio::from(file),
+            std::process::Stdio::inherit(),
+        )?;
+    if !child.wait().map_err(|e| e.to_string())?.success() {
+        return Err(format!("`{shown}` failed"));
+    }
+    Ok(())
+}
+
+/// Writes to `catalog` the streams `ids` of the `discovered` catalog, selected for FULL_TABLE
+/// with every column they support (Python, run by `python`).
+pub(crate) fn select_streams(
+    python: &Path,
+    discovered: &Path,
+    catalog: &Path,
+    ids: &[&str],
+) -> Result {
+    Cmd::new(python)
+        .args(["-c", SELECT_STREAMS])
+        .arg(discovered)
+        .arg(catalog)
+        .args(ids)
+        .run()
+}
+
 const SELECT_STREAMS: &str = r#"
 import json, sys
-catalog = json.load(open(sys.argv[1]))
-keep = []
-for s in catalog["streams"]:
-    if s["tap_stream_id"] in ("bench_tap-mixed", "bench_tap-small"):
-        for m in s["metadata"]:
-            if m["breadcrumb"] == []:
-                m["metadata"].update({"selected": True, "replication-method": "FULL_TABLE"})
-        keep.append(s)
-if len(keep) != 2:
-    sys.exit("discovery did not find bench_tap.mixed and bench_tap.small")
+discovered, out, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]
+catalog = json.load(open(discovered))
+keep = [s for s in catalog["streams"] if s["tap_stream_id"] in wanted]
+for s in keep:
+    for m in s["metadata"]:
+        if m["breadcrumb"] == []:
+            m["metadata"].update({"selected": True, "replication-method": "FULL_TABLE"})
+        elif m["metadata"].get("inclusion") != "unsupported":
+            m["metadata"]["selected"] = True
+found = sorted(s["tap_stream_id"] for s in keep)
+if found != sorted(wanted):
+    sys.exit(f"discovery found streams {found}, expected {sorted(wanted)}")
 catalog["streams"] = keep
-json.dump(catalog, open(sys.argv[2], "w"))
+json.dump(catalog, open(out, "w"))
 "#;

@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::apt::Apt;
 use crate::bench::psql;
 use crate::{Result, services, target_dir};
 
@@ -23,9 +22,7 @@ const STATUSES: [&str; 4] = ["new", "paid", "shipped", "returned"];
 pub(crate) fn run(args: &[String]) -> Result {
     let rows = crate::bench::flag_u64(args, "--rows", 1_000_000)?;
     services::run()?;
-    if !Apt::is_installed("time") {
-        Apt::new().install(&["time"], "GNU time measures peak memory")?;
-    }
+    crate::bench::ensure_gnu_time()?;
     let (dir, _) = crate::bench::prepare("", &["target-postgres"])?;
     let (singer, tsv) = generate(&dir, rows)?;
     let raw = raw_copy(&tsv, rows)?;

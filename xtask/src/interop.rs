@@ -35,6 +35,16 @@ const MELTANO_PG: Venv = Venv {
     name: "venv-meltano-pg",
     packages: &["meltanolabs-target-postgres==0.8.1"],
 };
+/// PipelineWise's tap-postgres and MeltanoLabs' tap-postgres, the Python taps ours is
+/// measured against (`bench tap-postgres --peers`).
+const TAP_PG_PIPELINEWISE: Venv = Venv {
+    name: "venv-tap-postgres-pipelinewise",
+    packages: &["pipelinewise-tap-postgres==1.8.4"],
+};
+const TAP_PG_MELTANO: Venv = Venv {
+    name: "venv-tap-postgres-meltano",
+    packages: &["meltanolabs-tap-postgres==0.10.0"],
+};
 const MARKER: &str = ".xtask-spec";
 
 struct Venv {
@@ -136,6 +146,26 @@ pub(crate) fn peers() -> Result<Peers> {
         tap_mysql: TAP_MYSQL.bin("tap-mysql"),
         target_postgres_pipelinewise: PG.bin("target-postgres"),
         target_postgres_meltano: MELTANO_PG.bin("target-postgres"),
+    })
+}
+
+/// The Python taps `bench tap-postgres --peers` measures, installed on demand.
+pub(crate) struct PgTapPeers {
+    pub(crate) python: PathBuf,
+    pub(crate) pipelinewise: PathBuf,
+    pub(crate) meltano: PathBuf,
+}
+
+/// Creates or refreshes the venvs of the Python PostgreSQL taps.
+pub(crate) fn pg_tap_peers() -> Result<PgTapPeers> {
+    let python_version = python_version()?;
+    for venv in [&TAP_PG_PIPELINEWISE, &TAP_PG_MELTANO] {
+        venv.ensure(&python_version)?;
+    }
+    Ok(PgTapPeers {
+        python: TAP_PG_PIPELINEWISE.bin("python"),
+        pipelinewise: TAP_PG_PIPELINEWISE.bin("tap-postgres"),
+        meltano: TAP_PG_MELTANO.bin("tap-postgres"),
     })
 }
 

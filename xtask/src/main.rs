@@ -11,6 +11,7 @@
 //! - [`services`]: build prerequisites plus [`postgres`] and [`mariadb`]
 //! - [`interop`]: Python virtualenvs with reference Singer connectors for interop tests
 //! - [`test`], [`demo`] (with [`demo_pg`]), [`bench`]: the user-facing tasks
+//! - [`pg_private`]: a private PostgreSQL instance for benchmarks that need `wal_level=logical`
 //! - [`json`]: the little JSON this crate writes
 
 // xtask is a developer tool whose job is to print reports (stdout) and progress (stderr).
@@ -31,14 +32,18 @@ mod bench;
 mod bench_e2e;
 mod bench_mysql;
 mod bench_peers;
+mod bench_peers_pg;
 mod bench_pg;
 mod bench_pipeline;
 mod bench_pipeline_py;
+mod bench_tap_pg;
+mod bench_tap_pg_cdc;
 mod demo;
 mod demo_pg;
 mod interop;
 mod json;
 mod mariadb;
+mod pg_private;
 mod postgres;
 mod process;
 mod services;
@@ -76,6 +81,14 @@ Commands:
              --peers also runs pipelinewise-tap-mysql, pipelinewise-target-postgres and
              meltanolabs-target-postgres (installed from PyPI into target/interop);
              --debug uses the debug binaries as last built (the test suite runs it so)
+  bench tap-postgres [--rows N] [--runs K] [--peers] [--flat] [--debug]
+             Read N mixed-type rows (default 1,000,000) from PostgreSQL FULL_TABLE with psql
+             COPY (the raw limit) and with tap-postgres, K times each; then LOG_BASED: N
+             updates read from a pgoutput slot on a private server (wal_level=logical).
+             Reports medians, CPU and peak memory (Markdown report). --peers also runs
+             pipelinewise-tap-postgres and meltanolabs-tap-postgres (PyPI, target/interop)
+             on min(N, 100,000) rows and lists every value that differs from ours;
+             --flat measures peak memory again at 5N rows; --debug as for bench e2e
   help       Print this help
 ";
 
@@ -98,6 +111,7 @@ fn main() -> ExitCode {
             }
             Some((what, more)) if what == "pipeline" => bench_pipeline::run(more),
             Some((what, more)) if what == "e2e" => bench_e2e::run(more),
+            Some((what, more)) if what == "tap-postgres" => bench_tap_pg::run(more),
             _ => bench::run(rest),
         },
         "help" | "--help" | "-h" => {

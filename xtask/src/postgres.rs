@@ -48,7 +48,7 @@ pub(crate) fn ensure(apt: &mut Apt) -> Result {
 
 /// The server version to use: one with a cluster in /etc/postgresql if any, else the newest
 /// installed. `None` when the server or Debian's cluster tools are missing.
-fn installed_version() -> Option<String> {
+pub(crate) fn installed_version() -> Option<String> {
     process::which("pg_ctlcluster")?;
     let mut versions: Vec<(u32, String)> = subdirs(Path::new("/usr/lib/postgresql"))
         .into_iter()

@@ -50,6 +50,13 @@ impl Cmd {
         self
     }
 
+    /// Runs the command as another user and group (the caller must be root).
+    pub(crate) fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        self.inner.uid(uid).gid(gid);
+        self
+    }
+
     /// Runs with stdout and stderr shown to the user; fails on a non-zero exit.
     pub(crate) fn run(mut self) -> Result {
         let status = self.inner.status().map_err(|e| self.spawn_error(&e))?;

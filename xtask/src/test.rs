@@ -1,10 +1,11 @@
 //! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run` calls exactly this).
 //!
 //! Services and interop venvs first (tests that need them fail rather than skip), then
-//! formatting, clippy, the tests, and a small run of the end-to-end benchmark harness,
+//! formatting, clippy, the tests, and small runs of the benchmark harnesses (MariaDB to
+//! PostgreSQL end to end, and the PostgreSQL source),
 //! stopping at the first failing step.
 
-use crate::{Result, bench_e2e, cargo, interop, services};
+use crate::{Result, bench_e2e, bench_tap_pg, cargo, interop, services};
 
 const PG_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -93,6 +94,10 @@ pub(crate) fn run(args: &[String]) -> Result {
         .map(|a| a.to_string())
         .collect();
     bench_e2e::run(&smoke)?;
+    // The PostgreSQL source the same way: FULL_TABLE against psql COPY, CDC from a private
+    // wal_level=logical server, and the Python taps' values compared with ours.
+    step!("test: cargo xtask bench tap-postgres --rows 2000 --runs 1 --peers --debug");
+    bench_tap_pg::run(&smoke)?;
     step!("test: all steps passed");
     Ok(())
 }
