@@ -26,9 +26,15 @@ pub(crate) struct Config {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub(crate) password: Option<Secret>,
-    /// Database to read (`database` is accepted too).
-    #[serde(alias = "database")]
+    /// Database to read (`database` is accepted too; required unless `sqlalchemy_url` names
+    /// it).
+    #[serde(default, alias = "database")]
     pub(crate) dbname: String,
+    /// meltanolabs-tap-postgres: `postgresql://user:password@host:port/dbname`; its parts fill
+    /// the settings above (never logged).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) sqlalchemy_url: Option<Secret>,
     /// Comma-separated schemas to discover (default: every schema but the system ones).
     #[serde(default, deserialize_with = "flex_list")]
     #[schemars(with = "Option<String>")]
@@ -137,6 +143,30 @@ pub(crate) enum NonFinite {
 }
 
 impl Config {
+    /// Applies `sqlalchemy_url` and checks that a database is named.
+    pub(crate) fn resolve(mut self) -> Result<Self, String> {
+        if let Some(url) = self.sqlalchemy_url.take() {
+            let u = parse_url(url.expose())?;
+            self.host = u.host;
+            self.port = u.port.unwrap_or(self.port);
+            if let Some(user) = u.user {
+                self.user = user;
+            }
+            if let Some(p) = u.password {
+                self.password = Some(Secret::new(p));
+            }
+            if let Some(db) = u.dbname {
+                self.dbname = db;
+            }
+        }
+        if self.dbname.is_empty() {
+            return Err(
+                "`dbname` (or `database`, or a database in `sqlalchemy_url`) is required".into(),
+            );
+        }
+        Ok(self)
+    }
+
     /// The TLS mode in force.
     pub(crate) fn ssl_mode(&self) -> SslMode {
         match self.sslmode {
@@ -172,6 +202,87 @@ impl Config {
     pub(crate) fn is_continuous(&self) -> bool {
         self.continuous || self.break_at_end_lsn == Some(false)
     }
+}
+
+/// The parts of a `postgresql://` URL.
+struct UrlParts {
+    host: String,
+    port: Option<u16>,
+    user: Option<String>,
+    password: Option<String>,
+    dbname: Option<String>,
+}
+
+/// Parses `postgresql[+driver]://[user[:password]@]host[:port][/dbname][?options]`. Errors
+/// never repeat the URL, which holds the password.
+fn parse_url(url: &str) -> Result<UrlParts, String> {
+    let bad = |what: &str| format!("sqlalchemy_url: {what}");
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("expected scheme://..."))?;
+    if !scheme.starts_with("postgres") {
+        return Err(bad("the scheme must be postgresql"));
+    }
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((n, p)) => (Some(decode(n)?), Some(decode(p)?)),
+            None => (Some(decode(u)?), None),
+        },
+        None => (None, None),
+    };
+    // `[::1]:5432` or `host:5432`.
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').ok_or_else(|| bad("an unclosed ["))?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    let port = port
+        .map(|p| {
+            p.parse::<u16>()
+                .map_err(|_| bad("the port is not a number"))
+        })
+        .transpose()?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok(UrlParts {
+        host: decode(host)?,
+        port,
+        user,
+        password,
+        dbname: (!path.is_empty()).then(|| decode(path)).transpose()?,
+    })
+}
+
+/// Percent-decoding.
+fn decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or("sqlalchemy_url: a bad % escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "sqlalchemy_url: a bad % escape")?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "sqlalchemy_url: not UTF-8 once decoded".into())
 }
 
 fn default_host() -> String {
@@ -226,6 +337,26 @@ mod tests {
         assert_eq!(c.slot(), "s1");
         let d = parse(serde_json::json!({"database": "Shop-DB"})).unwrap();
         assert_eq!(d.slot(), "singer_shop_db");
+    }
+
+    #[test]
+    fn a_sqlalchemy_url_fills_the_connection_settings() {
+        let c = parse(serde_json::json!({
+            "sqlalchemy_url": "postgresql+psycopg2://us%40er:p%3Ass@db.example:6543/shop?sslmode=require"
+        }))
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("db.example", 6543));
+        assert_eq!(c.user, "us@er");
+        assert_eq!(c.password.unwrap().expose(), "p:ss");
+        assert_eq!(c.dbname, "shop");
+        let e = parse(serde_json::json!({"sqlalchemy_url": "mysql://secret@h/d"}))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(parse(serde_json::json!({})).unwrap().resolve().is_err());
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Tap for PostgresTap {
     }
 
     fn new(config: Config) -> Result<Self, SdkError> {
+        let config = config.resolve().map_err(SdkError::Config)?;
         let connector = Connector::new(&config);
         Ok(Self { config, connector })
     }
