@@ -6,16 +6,13 @@
 use serde_json::Value as Json;
 use singer_core::sdk::SdkError;
 use singer_core::sdk::full_table::FullTableCopy;
-use singer_core::sdk::tap::TapContext;
+use singer_core::sdk::tap::{TapContext, now_rfc3339};
 use tokio_postgres::Client;
 
 use crate::connect::{db_error, ident};
 use crate::copy::copy_rows;
 use crate::kind::Kind;
 use crate::stream::StreamPlan;
-
-// Re-exported for the logical module, which stamps its records the same way.
-pub(crate) use singer_core::sdk::tap::now_rfc3339;
 
 /// Opens a read-only repeatable-read transaction, on an exported snapshot when given.
 pub(crate) async fn begin(client: &Client, snapshot: Option<&str>) -> Result<(), SdkError> {

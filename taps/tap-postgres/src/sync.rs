@@ -126,12 +126,7 @@ pub(crate) async fn run(
         .map(|s| s.entry.tap_stream_id.as_str())
         .collect();
     if slot.is_none() && !positioned.is_empty() {
-        return Err(SdkError::Config(format!(
-            "replication slot `{slot_name}` does not exist (dropped?), so the changes since \
-             the state's position are gone for {}; {}",
-            positioned.join(", "),
-            slot::RECOVERY
-        )));
+        return Err(slot::missing(&slot_name, &positioned.join(", ")));
     }
     // Streams without a position get a snapshot exported by a new slot: the stream's own slot
     // when it does not exist yet, else a temporary one whose consistent point becomes the

@@ -17,12 +17,11 @@ use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use serde_json::{Value as Json, json};
 use singer_core::CatalogEntry;
 use singer_core::sdk::SdkError;
-use singer_core::sdk::tap::TapContext;
+use singer_core::sdk::tap::{TapContext, now_rfc3339};
 use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::discover;
-use crate::full_table::now_rfc3339;
 use crate::logical::pgoutput::{Message, Relation, Tuple, Value};
 use crate::stream::{Cell, DELETED_AT, StreamPlan};
 
@@ -79,14 +78,10 @@ pub(crate) async fn sync(
     let slot_name = config.slot();
     let names = stream_names(&streams);
     let start = streams.iter().map(|s| s.lsn).min().unwrap_or(0);
-    let info = slot::slot_info(client, &slot_name).await?.ok_or_else(|| {
-        SdkError::Config(format!(
-            "replication slot `{slot_name}` does not exist (dropped?), so the changes since the \
-             state's position are gone for {names}; {}",
-            slot::RECOVERY
-        ))
-    })?;
-    if info.wal_status == "lost" || (info.restart > start && info.confirmed_flush > start) {
+    let info = slot::slot_info(client, &slot_name)
+        .await?
+        .ok_or_else(|| slot::missing(&slot_name, &names))?;
+    if info.wal_status == "lost" {
         return Err(SdkError::Config(format!(
             "replication slot `{slot_name}` can no longer serve the state's position {} for \
              {names}: the server removed the WAL (wal_status {}, confirmed {}); {}",

@@ -12,7 +12,6 @@ use crate::connect::{SESSION_OPTIONS, db_error, ident, table_ref};
 /// A replication slot as `pg_replication_slots` shows it.
 pub(crate) struct SlotInfo {
     pub(crate) confirmed_flush: u64,
-    pub(crate) restart: u64,
     /// `reserved`, `extended`, `unreserved` or `lost`.
     pub(crate) wal_status: String,
 }
@@ -21,6 +20,14 @@ pub(crate) struct SlotInfo {
 pub(crate) const RECOVERY: &str = "to recover, remove the bookmarks of the LOG_BASED streams \
      from the state (or run without --state, or `singer run --full-refresh`): the tap then \
      creates the slot again and takes a new initial snapshot";
+
+/// The error for a slot that is gone while streams still have positions in it.
+pub(crate) fn missing(slot: &str, streams: &str) -> SdkError {
+    SdkError::Config(format!(
+        "replication slot `{slot}` does not exist (dropped?), so the changes since the state's \
+         position are gone for {streams}; {RECOVERY}"
+    ))
+}
 
 /// Fails unless the server can decode its WAL logically.
 pub(crate) async fn check_server(client: &Client) -> Result<(), SdkError> {
@@ -42,8 +49,7 @@ pub(crate) async fn check_server(client: &Client) -> Result<(), SdkError> {
 pub(crate) async fn slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>, SdkError> {
     let row = client
         .query_opt(
-            "SELECT confirmed_flush_lsn::text, restart_lsn::text, \
-             COALESCE(wal_status, 'reserved'), plugin::text, database::text \
+            "SELECT confirmed_flush_lsn::text, COALESCE(wal_status, 'reserved'), plugin::text \
              FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
@@ -52,7 +58,7 @@ pub(crate) async fn slot_info(client: &Client, slot: &str) -> Result<Option<Slot
     let Some(r) = row else {
         return Ok(None);
     };
-    let plugin: Option<String> = r.get(3);
+    let plugin: Option<String> = r.get(2);
     if plugin.as_deref() != Some("pgoutput") {
         return Err(SdkError::Config(format!(
             "replication slot `{slot}` exists but is not a pgoutput logical slot (plugin {}); \
@@ -60,15 +66,13 @@ pub(crate) async fn slot_info(client: &Client, slot: &str) -> Result<Option<Slot
             plugin.unwrap_or_else(|| "none: a physical slot".into())
         )));
     }
-    let lsn = |i: usize| {
-        r.get::<_, Option<String>>(i)
-            .and_then(|s| Lsn::parse(&s).ok())
-            .map_or(0, |l| l.0)
-    };
+    let confirmed_flush = r
+        .get::<_, Option<String>>(0)
+        .and_then(|s| Lsn::parse(&s).ok())
+        .map_or(0, |l| l.0);
     Ok(Some(SlotInfo {
-        confirmed_flush: lsn(0),
-        restart: lsn(1),
-        wal_status: r.get(2),
+        confirmed_flush,
+        wal_status: r.get(1),
     }))
 }
 
