@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use singer_core::testing::tap::TapRun;
 
 use crate::{Db, Server, discover, parse_lines, run_tap, select, tap_command, tempdir};
 
@@ -29,6 +31,15 @@ fn confirmed(db: &Db) -> u64 {
     .unwrap()
 }
 
+/// Discovers `db`, selects `streams` as LOG_BASED and runs the tap once (the snapshots);
+/// returns the catalog and that run, which must have succeeded.
+fn first_run(db: &Db, dir: &Path, streams: &[&str]) -> (Value, TapRun) {
+    let catalog = select(&discover(dir, &db.config()), streams, "LOG_BASED", None);
+    let first = run_tap(dir, &db.config(), Some(&catalog), None);
+    assert!(first.ok, "{}", first.stderr);
+    (catalog, first)
+}
+
 fn ids(records: &[Value]) -> Vec<i64> {
     records.iter().map(|r| r["id"].as_i64().unwrap()).collect()
 }
@@ -42,14 +53,7 @@ fn snapshot_then_changes_with_deletes_and_acknowledged_state() {
          INSERT INTO t SELECT i, 'v' || i, i / 4.0 FROM generate_series(1, 20) i;",
     );
     let dir = tempdir();
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &["public-t"],
-        "LOG_BASED",
-        None,
-    );
-    let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
-    assert!(first.ok, "{}", first.stderr);
+    let (catalog, first) = first_run(&db, dir.path(), &["public-t"]);
     assert_eq!(
         ids(&first.records("public-t")),
         (1..=20).collect::<Vec<_>>()
@@ -182,14 +186,7 @@ fn toasted_values_are_never_null_and_alter_table_sends_a_new_schema() {
     let big = db.scalar("SELECT big FROM t");
     assert!(big.len() > 60_000);
     let dir = tempdir();
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &["public-t", "public-f"],
-        "LOG_BASED",
-        None,
-    );
-    let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
-    assert!(first.ok, "{}", first.stderr);
+    let (catalog, first) = first_run(&db, dir.path(), &["public-t", "public-f"]);
     db.exec(
         "UPDATE t SET n = 1; UPDATE f SET n = 1;
          ALTER TABLE t ADD COLUMN extra numeric(5, 1);
@@ -267,14 +264,7 @@ fn a_dropped_slot_and_a_missing_wal_level_are_clear_errors() {
     let db = Db::create(&server, "lbdrop");
     db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
     let dir = tempdir();
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &["public-t"],
-        "LOG_BASED",
-        None,
-    );
-    let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
-    assert!(first.ok, "{}", first.stderr);
+    let (catalog, first) = first_run(&db, dir.path(), &["public-t"]);
     db.exec(&format!(
         "SELECT pg_drop_replication_slot('singer_{}')",
         db.name
@@ -335,14 +325,7 @@ fn kill_9_during_cdc_then_resume_loses_nothing() {
     let db = Db::create(&server, "lbkill");
     db.exec("CREATE TABLE t (id int PRIMARY KEY, v text);");
     let dir = tempdir();
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &["public-t"],
-        "LOG_BASED",
-        None,
-    );
-    let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
-    assert!(first.ok, "{}", first.stderr);
+    let (catalog, first) = first_run(&db, dir.path(), &["public-t"]);
     let mut sql = String::new();
     for t in 0..300 {
         sql.push_str(&format!(
@@ -398,14 +381,7 @@ fn a_dropped_replication_connection_fails_naming_the_stream() {
     let db = Db::create(&server, "lbconn");
     db.exec("CREATE TABLE t (id int PRIMARY KEY);");
     let dir = tempdir();
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &["public-t"],
-        "LOG_BASED",
-        None,
-    );
-    let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
-    assert!(first.ok, "{}", first.stderr);
+    let (catalog, first) = first_run(&db, dir.path(), &["public-t"]);
     let mut cfg = db.config();
     cfg["continuous"] = json!(true);
     cfg["max_run_seconds"] = json!(60);
@@ -524,14 +500,7 @@ fn wal_removed_under_the_slot_is_a_clear_error() {
     let db = Db::create(&server, "lblost");
     db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
     let dir = tempdir();
-    let catalog = select(
-        &discover(dir.path(), &db.config()),
-        &["public-t"],
-        "LOG_BASED",
-        None,
-    );
-    let first = run_tap(dir.path(), &db.config(), Some(&catalog), None);
-    assert!(first.ok, "{}", first.stderr);
+    let (catalog, first) = first_run(&db, dir.path(), &["public-t"]);
     // Let the server drop WAL the slot still needs: a tiny keep size, several segments, a
     // checkpoint.
     db.exec("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'; SELECT pg_reload_conf();");
