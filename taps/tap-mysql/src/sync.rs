@@ -3,7 +3,7 @@
 use serde_json::{Value as Json, json};
 use singer_core::catalog::ReplicationMethod;
 use singer_core::sdk::SdkError;
-use singer_core::sdk::full_table::FULL_TABLE_COMPLETE;
+use singer_core::sdk::full_table::{FULL_TABLE_COMPLETE, LAST_PK, MAX_PK};
 use singer_core::sdk::tap::TapContext;
 use singer_core::{Catalog, CatalogEntry};
 
@@ -153,6 +153,12 @@ pub(crate) async fn run(
                         // repeat rows but never miss a change.
                         let (pos, gtid) = binlog::master_position(&mut conn, info.engine).await?;
                         let st = ctx.state_mut();
+                        // A fresh position: a key left by an interrupted copy made before it
+                        // (say, an earlier FULL_TABLE run) must not be resumed from, or the
+                        // changes between that copy and the position would be missed.
+                        for key in [MAX_PK, LAST_PK, binlog::INITIAL_COMPLETE] {
+                            st.clear_bookmark_value(&id, key);
+                        }
                         st.set_bookmark_value(&id, binlog::LOG_FILE, json!(pos.file));
                         st.set_bookmark_value(&id, binlog::LOG_POS, json!(pos.pos));
                         if let Some(g) = gtid {

@@ -3,7 +3,7 @@
 use serde_json::{Value as Json, json};
 use singer_core::catalog::ReplicationMethod;
 use singer_core::sdk::SdkError;
-use singer_core::sdk::full_table::FULL_TABLE_COMPLETE;
+use singer_core::sdk::full_table::{FULL_TABLE_COMPLETE, LAST_PK, MAX_PK};
 use singer_core::sdk::tap::TapContext;
 use singer_core::{Catalog, CatalogEntry};
 
@@ -154,7 +154,13 @@ pub(crate) async fn run(
         let mark = bookmark(ctx, &id);
         let snapshot = match (&exported, new.contains(&i)) {
             (Some(e), true) => {
-                ctx.state_mut().set_bookmark_value(&id, LSN, json!(e.lsn));
+                // A fresh snapshot: a key left by an interrupted copy from another snapshot
+                // (say, an earlier FULL_TABLE run) must not be resumed from.
+                let st = ctx.state_mut();
+                for key in [MAX_PK, LAST_PK, INITIAL_COMPLETE] {
+                    st.clear_bookmark_value(&id, key);
+                }
+                st.set_bookmark_value(&id, LSN, json!(e.lsn));
                 Some(e.snapshot.as_str())
             }
             _ => None,

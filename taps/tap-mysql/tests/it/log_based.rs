@@ -324,3 +324,27 @@ fn log_based(db: &Db, table: &str) -> (tempfile::TempDir, String, Value) {
     );
     (dir, id, catalog)
 }
+
+/// A stream switched to LOG_BASED after an interrupted FULL_TABLE copy copies every row from
+/// its new position, instead of resuming the old copy (whose rows predate the position).
+#[test]
+fn a_stream_switched_to_log_based_copies_everything_again() {
+    let server = PrivateServer::start(true);
+    let db = server.db("switch");
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t SELECT seq FROM seq_1_to_100;");
+    let dir = tempfile::tempdir().unwrap();
+    let id = db.stream("t");
+    let catalog = select(
+        &discover(dir.path(), &db.config()),
+        &[&id],
+        "LOG_BASED",
+        None,
+    );
+    let mut stale = json!({"bookmarks": {}});
+    stale["bookmarks"][&id] =
+        json!({"version": 1, "max_pk_values": {"id": 100}, "last_pk_fetched": {"id": 50}});
+    let run = run_tap(dir.path(), &db.config(), Some(&catalog), Some(&stale));
+    assert!(run.ok, "{}", run.stderr);
+    let got: Vec<String> = ids(&run.records(&id));
+    assert_eq!(got, (1..=100).map(|i| i.to_string()).collect::<Vec<_>>());
+}

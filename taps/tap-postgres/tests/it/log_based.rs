@@ -530,3 +530,26 @@ fn wal_removed_under_the_slot_is_a_clear_error() {
     );
     assert!(again.records("public-t").is_empty());
 }
+
+#[test]
+fn a_stream_switched_to_log_based_copies_everything_from_its_new_snapshot() {
+    let server = Server::for_logical();
+    let db = Db::create(&server, "lbswitch");
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY);
+         INSERT INTO t SELECT i FROM generate_series(1, 100) i;",
+    );
+    let dir = tempdir();
+    let catalog = select(
+        &discover(dir.path(), &db.config()),
+        &["public-t"],
+        "LOG_BASED",
+        None,
+    );
+    // What an interrupted FULL_TABLE copy of the same stream left behind.
+    let stale = json!({"bookmarks": {"public-t": {
+        "version": 1, "max_pk_values": {"id": 100}, "last_pk_fetched": {"id": 50}}}});
+    let run = run_tap(dir.path(), &db.config(), Some(&catalog), Some(&stale));
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(ids(&run.records("public-t")), (1..=100).collect::<Vec<_>>());
+}
