@@ -5,11 +5,13 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`message`] | SCHEMA, RECORD, STATE, ACTIVATE_VERSION, BATCH; parsing and the wire format |
+//! | [`batch`] | BATCH files: Arrow columns of a stream, JSONL and Parquet writers and readers |
 //! | [`catalog`] | catalogs, metadata breadcrumbs, selection rules |
 //! | [`state`] | state documents, bookmarks, merging |
 //! | [`schema`] | the JSON Schema subset compiled into a typed property model |
 //! | [`validate`] | optional record validation, compiled once per schema |
 //! | [`dates`] | the `date` and `date-time` formats: RFC 3339, plus expanded and BC years and infinity |
+//! | [`moment`] | dates, times and date-times read exactly from text, and written back |
 //! | [`io`] | bounded line readers and the only stdout writer |
 //! | [`metrics`] | `INFO METRIC` lines on stderr |
 //! | [`secret`] | a string that never prints itself |
@@ -19,6 +21,7 @@
 //! The spec in prose lives in `specs/` at the root of the repository; every MUST there has a
 //! vector in `specs/conformance/` that this crate's tests run.
 
+pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod dates;
@@ -26,6 +29,7 @@ pub mod error;
 pub mod io;
 pub mod message;
 pub mod metrics;
+pub mod moment;
 pub mod record;
 pub mod schema;
 pub mod secret;

@@ -68,6 +68,15 @@ pub enum SdkError {
         #[source]
         source: InvalidRecord,
     },
+    /// The files of a BATCH message cannot be read or loaded.
+    #[error("line {line}: {source}")]
+    Batch {
+        /// 1-based input line of the BATCH message (0 until known).
+        line: u64,
+        /// Why, naming the stream and the file.
+        #[source]
+        source: crate::batch::BatchError,
+    },
     /// Writing to stdout failed (other than a closed pipe).
     #[error("failed to write to stdout")]
     Stdout(#[source] std::io::Error),
@@ -126,6 +135,12 @@ impl SdkError {
             SdkError::BrokenPipe => ExitStatus::Success,
             _ => ExitStatus::Failed,
         }
+    }
+}
+
+impl From<crate::batch::BatchError> for SdkError {
+    fn from(source: crate::batch::BatchError) -> Self {
+        SdkError::Batch { line: 0, source }
     }
 }
 

@@ -1,198 +1,23 @@
 //! Exact conversions of decimal and date/time text into PostgreSQL's binary representations.
 
 use singer_core::dates::split_year;
+use singer_core::moment::{
+    MICROS_PER_DAY, Moment, parse_moment as parse_unix_moment, parse_time_of_day,
+};
 
-/// Days from 0000-03-01-based civil calendar (proleptic Gregorian) to 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// [`parse_unix_moment`] with days counted from PostgreSQL's epoch.
+fn parse_moment(s: &str) -> Option<Moment> {
+    Some(match parse_unix_moment(s)? {
+        Moment::Finite { days, time } => Moment::Finite {
+            days: days - PG_EPOCH_DAYS,
+            time,
+        },
+        infinite => infinite,
+    })
 }
 
 /// Days between 1970-01-01 and 2000-01-01, PostgreSQL's epoch.
 const PG_EPOCH_DAYS: i64 = 10_957;
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if is_leap(y) => 29,
-        _ => 28,
-    }
-}
-
-struct Cursor<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Cursor<'_> {
-    fn digits(&mut self, n: usize) -> Option<u32> {
-        let part = self.s.get(self.i..self.i + n)?;
-        if !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        self.i += n;
-        Some(
-            part.iter()
-                .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0')),
-        )
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.s.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn done(&self) -> bool {
-        self.i == self.s.len()
-    }
-}
-
-/// A year as [`split_year`] reads it (`2024`, `0000`, `+294276`, `-0043`: astronomical, year
-/// 0 being 1 BC), the same years the SDK's `date` and `date-time` formats accept. At most
-/// [`singer_core::dates::MAX_YEAR_DIGITS`] digits, so day and microsecond arithmetic on it
-/// cannot overflow.
-fn parse_year(c: &mut Cursor<'_>) -> Option<i64> {
-    // The cursor only steps over ASCII, so what is left of the text is still UTF-8.
-    let rest = std::str::from_utf8(&c.s[c.i..]).ok()?;
-    let (y, after) = split_year(rest)?;
-    c.i = c.s.len() - after.len();
-    Some(y)
-}
-
-fn parse_date(c: &mut Cursor<'_>) -> Option<(i64, u32, u32)> {
-    let y = parse_year(c)?;
-    if !c.eat(b'-') {
-        return None;
-    }
-    let m = c.digits(2)?;
-    if !c.eat(b'-') {
-        return None;
-    }
-    let d = c.digits(2)?;
-    ((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)).then_some((y, m, d))
-}
-
-/// `HH:MM[:SS[.fraction]]` → microseconds; a fraction finer than a microsecond is rounded.
-fn parse_time(c: &mut Cursor<'_>) -> Option<i64> {
-    let h = c.digits(2)?;
-    if !c.eat(b':') {
-        return None;
-    }
-    let mi = c.digits(2)?;
-    let mut s = 0;
-    let mut micros: i64 = 0;
-    if c.eat(b':') {
-        s = c.digits(2)?;
-        if c.eat(b'.') || c.eat(b',') {
-            let start = c.i;
-            while c.peek().is_some_and(|b| b.is_ascii_digit()) {
-                c.i += 1;
-            }
-            let frac = &c.s[start..c.i];
-            if frac.is_empty() {
-                return None;
-            }
-            let mut scaled: i64 = 0;
-            for k in 0..6 {
-                scaled = scaled * 10 + frac.get(k).map_or(0, |b| i64::from(b - b'0'));
-            }
-            if frac.get(6).is_some_and(|b| *b >= b'5') {
-                scaled += 1;
-            }
-            micros = scaled;
-        }
-    }
-    if h > 24 || mi > 59 || s > 60 || (h == 24 && (mi > 0 || s > 0 || micros > 0)) {
-        return None;
-    }
-    Some(((i64::from(h) * 60 + i64::from(mi)) * 60 + i64::from(s)) * 1_000_000 + micros)
-}
-
-/// `Z`, `+HH:MM`, `+HHMM`, `+HH` → seconds east of UTC; nothing means UTC.
-fn parse_offset(c: &mut Cursor<'_>) -> Option<i64> {
-    let _ = c.eat(b' ');
-    match c.peek() {
-        None => Some(0),
-        Some(b'Z' | b'z') => {
-            c.i += 1;
-            Some(0)
-        }
-        Some(sign @ (b'+' | b'-')) => {
-            c.i += 1;
-            let h = c.digits(2)?;
-            let _ = c.eat(b':');
-            let m = if c.done() { 0 } else { c.digits(2)? };
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let secs = i64::from(h * 3600 + m * 60);
-            Some(if sign == b'-' { -secs } else { secs })
-        }
-        Some(_) => None,
-    }
-}
-
-/// A date or date-time as written, before range checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Moment {
-    /// `infinity` (`true`) or `-infinity` (`false`).
-    Infinite(bool),
-    /// A calendar day, and for a date-time its time of day as written and its UTC offset.
-    Finite {
-        /// Days since 2000-01-01.
-        days: i64,
-        /// Microseconds since midnight and seconds east of UTC.
-        time: Option<(i64, i64)>,
-    },
-}
-
-/// `infinity`, `-infinity`, a date (`2024-01-02`, `+5874897-12-31`, `-0043-03-15`) or a date
-/// and time (`T`, `t` or a space between them) with an optional UTC offset.
-fn parse_moment(s: &str) -> Option<Moment> {
-    let s = s.trim();
-    match s {
-        "infinity" => return Some(Moment::Infinite(true)),
-        "-infinity" => return Some(Moment::Infinite(false)),
-        _ => {}
-    }
-    let mut c = Cursor {
-        s: s.as_bytes(),
-        i: 0,
-    };
-    let (y, m, d) = parse_date(&mut c)?;
-    let days = days_from_civil(y, m, d) - PG_EPOCH_DAYS;
-    if c.done() {
-        return Some(Moment::Finite { days, time: None });
-    }
-    if !(c.eat(b'T') || c.eat(b't') || c.eat(b' ')) {
-        return None;
-    }
-    let micros = parse_time(&mut c)?;
-    let offset = parse_offset(&mut c)?;
-    c.done().then_some(Moment::Finite {
-        days,
-        time: Some((micros, offset)),
-    })
-}
 
 /// PostgreSQL's first timestamp, 4714-11-24 00:00:00 BC (astronomical year -4713), in
 /// microseconds since 2000-01-01 (`MIN_TIMESTAMP`).
@@ -276,15 +101,7 @@ pub fn pg_datetime_text(s: &str) -> Option<String> {
 
 /// `HH:MM:SS[.ffffff]` → microseconds since midnight.
 pub fn time_micros(s: &str) -> Result<i64, String> {
-    let mut c = Cursor {
-        s: s.trim().as_bytes(),
-        i: 0,
-    };
-    let t = parse_time(&mut c).ok_or("invalid time of day (00:00:00 to 24:00:00)")?;
-    if !c.done() {
-        return Err("invalid time of day (00:00:00 to 24:00:00)".into());
-    }
-    Ok(t)
+    parse_time_of_day(s).ok_or_else(|| "invalid time of day (00:00:00 to 24:00:00)".into())
 }
 
 /// Writes a decimal string (optionally signed, with fraction and exponent) as a binary
@@ -409,6 +226,8 @@ mod tests {
         assert_eq!(time_micros("24:00:00").unwrap(), MICROS_PER_DAY);
         assert!(time_micros("-01:00:00").is_err());
     }
+
+    use singer_core::moment::days_from_civil;
 
     /// Days since 2000-01-01 of an astronomical year, month and day.
     fn days(y: i64, m: u32, d: u32) -> i64 {

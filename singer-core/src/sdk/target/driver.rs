@@ -17,10 +17,12 @@ use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
-use super::batch_files;
-use super::{BatchLimits, Loader, StreamSink, StreamSpec, Target};
+use super::{ArrowRows, BatchLimits, Loader, StreamSink, StreamSpec, Target};
+use crate::batch::{BatchSchema, Rows, for_each_rows, to_json};
 use crate::io::{ChunkReader, DEFAULT_MAX_LINE_BYTES, Line, MessageWriter, Next};
-use crate::message::{Message, MessageRef, ParseError, RecordRef, SchemaMessage, parse_line};
+use crate::message::{
+    BatchMessage, Message, MessageRef, ParseError, RecordRef, SchemaMessage, parse_line,
+};
 use crate::metrics::{self, Metric, RecordCounter};
 use crate::record::RawFields;
 use crate::schema::StreamSchema;
@@ -126,6 +128,16 @@ pub(super) fn run<T: Target>(
     driver.finish()
 }
 
+/// A row of a BATCH file as a record of its stream.
+fn batch_record<'a>(b: &'a BatchMessage, raw: &'a RawValue) -> RecordRef<'a> {
+    RecordRef {
+        stream: b.stream.as_str().into(),
+        record: raw,
+        version: b.version,
+        time_extracted: None,
+    }
+}
+
 impl<T: Target> Driver<T> {
     fn handle_line(&mut self, line: Line<'_>) -> Result<(), SdkError> {
         let n = line.number;
@@ -147,24 +159,7 @@ impl<T: Target> Driver<T> {
                 self.cut(idx)?;
                 self.send(idx, Cmd::Activate(a.version), n)
             }
-            MessageRef::Other(Message::Batch(b)) => {
-                if !self.by_name.contains_key(&b.stream) {
-                    return Err(SdkError::RecordBeforeSchema {
-                        stream: b.stream,
-                        line: n,
-                    });
-                }
-                let stream = b.stream.clone();
-                batch_files::for_each_record(&b, n, |raw: &RawValue| {
-                    let r = RecordRef {
-                        stream: stream.as_str().into(),
-                        record: raw,
-                        version: b.version,
-                        time_extracted: None,
-                    };
-                    self.handle_record(&r, n)
-                })
-            }
+            MessageRef::Other(Message::Batch(b)) => self.handle_batch(&b, n),
             MessageRef::Other(Message::Record(_)) => Ok(()),
             MessageRef::Unknown(ty) => {
                 if self.warned_types.insert(ty.to_string()) {
@@ -173,6 +168,67 @@ impl<T: Target> Driver<T> {
                 Ok(())
             }
         }
+    }
+
+    /// Loads every row of a BATCH message's files as if its records had arrived on its line.
+    fn handle_batch(&mut self, b: &BatchMessage, line: u64) -> Result<(), SdkError> {
+        let Some(&idx) = self.by_name.get(&b.stream) else {
+            return Err(SdkError::RecordBeforeSchema {
+                stream: b.stream.clone(),
+                line,
+            });
+        };
+        let schema = BatchSchema::new(&self.slots[idx].spec.schema);
+        let result = for_each_rows(b, &schema, |file, rows| match rows {
+            Rows::Json(raw) => self.handle_record(&batch_record(b, raw), line),
+            Rows::Arrow { batch, positions } if <T::Sink as StreamSink>::ACCEPTS_ARROW => {
+                let rows = ArrowRows {
+                    batch,
+                    schema: &schema,
+                    positions,
+                    version: b.version,
+                    file,
+                };
+                self.handle_arrow(idx, &rows, line)
+            }
+            Rows::Arrow { batch, positions } => {
+                to_json::for_each_row(batch, &schema, positions, |json| {
+                    let raw: &RawValue =
+                        serde_json::from_str(json).map_err(|e| SdkError::Parse {
+                            line,
+                            source: ParseError::MalformedJson(e),
+                        })?;
+                    self.handle_record(&batch_record(b, raw), line)
+                })
+            }
+        });
+        match result {
+            Err(SdkError::Batch { source, .. }) => Err(SdkError::Batch { line, source }),
+            other => other,
+        }
+    }
+
+    fn handle_arrow(
+        &mut self,
+        idx: usize,
+        rows: &ArrowRows<'_>,
+        line: u64,
+    ) -> Result<(), SdkError> {
+        let slot = &mut self.slots[idx];
+        slot.sink.accept_arrow(rows, line)?;
+        let n = rows.batch.num_rows() as u64;
+        if slot.buffered_since.is_none() && n > 0 {
+            slot.buffered_since = Some((line, Instant::now()));
+        }
+        slot.counter.add(n);
+        self.summary.records += n;
+        if slot.sink.buffered_rows() >= self.limits.max_rows
+            || slot.sink.buffered_bytes() >= self.limits.max_bytes
+        {
+            self.cut(idx)?;
+            self.poll_done()?;
+        }
+        Ok(())
     }
 
     fn handle_record(&mut self, r: &RecordRef<'_>, line: u64) -> Result<(), SdkError> {

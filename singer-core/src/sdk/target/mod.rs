@@ -16,7 +16,6 @@
 //! Delivery is at least once: after a crash the tap resumes from the last echoed state and may
 //! resend records that were already loaded, so loaders with keys must upsert.
 
-mod batch_files;
 mod driver;
 
 use std::future::Future;
@@ -145,6 +144,19 @@ pub trait StreamSink: Send + 'static {
         line: u64,
     ) -> Result<(), SdkError>;
 
+    /// Whether Parquet BATCH rows go to [`Self::accept_arrow`] as Arrow columns; otherwise each
+    /// row is turned back into a JSON record for [`Self::accept`].
+    const ACCEPTS_ARROW: bool = false;
+
+    /// Adds rows of a Parquet BATCH file (only called when [`Self::ACCEPTS_ARROW`]). An error
+    /// stops the run.
+    fn accept_arrow(&mut self, rows: &ArrowRows<'_>, line: u64) -> Result<(), SdkError> {
+        let _ = (rows, line);
+        Err(SdkError::Usage(
+            "this target does not take Arrow rows".into(),
+        ))
+    }
+
     /// Records in the buffer.
     fn buffered_rows(&self) -> usize;
 
@@ -156,6 +168,20 @@ pub trait StreamSink: Send + 'static {
 
     /// The stream's schema changed; the buffer was cut just before.
     fn update_schema(&mut self, spec: Arc<StreamSpec>) -> Result<(), SdkError>;
+}
+
+/// Rows of a Parquet BATCH file, as Arrow columns.
+pub struct ArrowRows<'a> {
+    /// The rows.
+    pub batch: &'a arrow_array::RecordBatch,
+    /// The stream's columns (from its SCHEMA).
+    pub schema: &'a crate::batch::BatchSchema,
+    /// The stream column of each batch column.
+    pub positions: &'a [usize],
+    /// The table version of the BATCH message.
+    pub version: Option<i64>,
+    /// The file, for error messages.
+    pub file: &'a str,
 }
 
 /// Makes one stream's batches durable; runs on its own async task, in input order.
