@@ -2,6 +2,7 @@
 
 //! singer-core against the conformance corpus in specs/conformance.
 
+mod batch;
 mod corpus_messages;
 mod corpus_streams;
 mod driver;
