@@ -52,4 +52,5 @@ replication_key = "updated_at"
 # max_records = 100000
 # max_bytes = "64MiB"
 # max_age = "60s"
+# format = "jsonl"   # or "parquet": records kept as Parquet files, loaded through BATCH messages
 "#;

@@ -153,6 +153,21 @@ pub(crate) struct SpoolConfig {
     #[serde(default = "default_spool_age", deserialize_with = "duration")]
     #[schemars(with = "String")]
     pub(crate) max_age: Duration,
+    /// How RECORDs are stored: `jsonl` (default: the tap's lines, zstd) or `parquet` (one
+    /// Parquet file per stream and batch, loaded through BATCH messages).
+    #[serde(default)]
+    pub(crate) format: SpoolFormat,
+}
+
+/// How the spool stores RECORDs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SpoolFormat {
+    /// The tap's lines as they came, zstd-compressed.
+    #[default]
+    Jsonl,
+    /// RECORDs as Parquet files named by BATCH lines.
+    Parquet,
 }
 
 fn default_spool_records() -> u64 {

@@ -112,6 +112,16 @@ fn a_failing_target_stops_the_tap_and_keeps_the_stored_state() {
 /// replayed into a working target without running the tap again.
 #[test]
 fn a_killed_target_leaves_a_replayable_spool() {
+    killed_target_then_replay("[pipelines.p.spool]\nmax_records = 2\n");
+}
+
+/// The same with the spool's records in Parquet files, loaded through BATCH messages.
+#[test]
+fn a_parquet_spool_is_replayed_the_same() {
+    killed_target_then_replay("[pipelines.p.spool]\nmax_records = 2\nformat = \"parquet\"\n");
+}
+
+fn killed_target_then_replay(spool: &str) {
     let out_dir = tempfile::tempdir().unwrap();
     let p = Project::new("");
     let mut lines = vec![SCHEMA.to_string()];
@@ -128,7 +138,6 @@ fn a_killed_target_leaves_a_replayable_spool() {
         "killer.py",
         "#!/usr/bin/env python3\nimport json, os, signal, sys\nseen = 0\nfor line in sys.stdin:\n    m = json.loads(line)\n    if m['type'] == 'STATE':\n        print(json.dumps(m['value']), flush=True)\n        seen += 1\n        if seen == 2:\n            os.kill(os.getpid(), signal.SIGKILL)\n",
     );
-    let spool = "[pipelines.p.spool]\nmax_records = 2\n";
     p.write(&project(out_dir.path(), &tap, &killer, spool));
     let out = p.singer(&["run", "p"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -148,6 +157,12 @@ fn a_killed_target_leaves_a_replayable_spool() {
     assert!(!batches.is_empty());
     let spooled: u64 = batches.iter().map(|b| b["records"].as_u64().unwrap()).sum();
     assert_eq!(spooled, 6, "records 5..=10 wait in the spool: {batches:?}");
+    let parquet = parquet_files(&p.path().join(".singer/spool"));
+    assert_eq!(
+        parquet > 0,
+        spool.contains("parquet"),
+        "{parquet} Parquet files in the spool"
+    );
 
     // Point the pipeline at a working target and replay; the tap is not run again.
     std::fs::write(
@@ -257,4 +272,22 @@ fn sigterm_stops_the_run_at_a_checkpoint() {
             .count(),
         1
     );
+}
+
+/// Parquet files under `dir`, at any depth.
+fn parquet_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                parquet_files(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
 }

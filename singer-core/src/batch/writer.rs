@@ -116,6 +116,11 @@ impl BatchWriter {
         self.version = version;
     }
 
+    /// The table version BATCH messages carry.
+    pub fn version(&self) -> Option<i64> {
+        self.version
+    }
+
     /// A new schema for the stream: call [`Self::flush`] first (later rows use the new columns).
     pub fn set_schema(&mut self, schema: &StreamSchema) {
         self.schema = Arc::new(BatchSchema::new(schema));

@@ -7,6 +7,9 @@
 //!   first on replay, so each batch loads on its own);
 //! - `manifest.json`: the sealed batches, oldest first.
 //!
+//! - with `format = "parquet"`, `batch-000001.files/`: the batch's RECORDs as Parquet files,
+//!   which BATCH lines in the batch file name in their place (see [`columnar`]).
+//!
 //! A batch is removed once the target confirmed a state that follows all of its records (or the
 //! target exited successfully after reading it).
 
@@ -21,7 +24,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::project::SpoolConfig;
+mod columnar;
+
+use crate::project::{SpoolConfig, SpoolFormat};
 use crate::run::inspect::{Line, classify};
 use crate::run::pump::ChunkSink;
 
@@ -54,6 +59,10 @@ fn batch_file(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("batch-{seq:06}.jsonl.zst"))
 }
 
+fn files_dir(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("batch-{seq:06}.files"))
+}
+
 fn schemas_file(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("batch-{seq:06}.schemas.jsonl"))
 }
@@ -80,6 +89,7 @@ fn drop_batches(dir: &Path, m: &mut Manifest, n: usize) {
     for b in m.batches.drain(..n.min(m.batches.len())) {
         let _ = std::fs::remove_file(batch_file(dir, b.seq));
         let _ = std::fs::remove_file(schemas_file(dir, b.seq));
+        let _ = std::fs::remove_dir_all(files_dir(dir, b.seq));
     }
     m.confirmed_upto = m.confirmed_upto.saturating_sub(n);
 }
@@ -174,6 +184,8 @@ pub(crate) struct SpoolSink {
     next_seq: u64,
     schemas: BTreeMap<String, Vec<u8>>,
     loader: Option<Loader>,
+    /// With `format = "parquet"`: RECORDs into Parquet files.
+    columnar: Option<columnar::Columnar>,
 }
 
 impl SpoolSink {
@@ -194,6 +206,8 @@ impl SpoolSink {
             next_seq,
             schemas: BTreeMap::new(),
             loader: Some((tx, loader)),
+            columnar: (cfg.format == SpoolFormat::Parquet)
+                .then(|| columnar::Columnar::new(cfg.max_records)),
         })
     }
 
@@ -207,6 +221,11 @@ impl SpoolSink {
                 schemas.push(b'\n');
             }
             std::fs::write(schemas_file(&self.dir, seq), schemas)?;
+            if let Some(c) = &mut self.columnar {
+                let files = files_dir(&self.dir, seq);
+                std::fs::create_dir_all(&files)?;
+                c.set_dir(&files);
+            }
             let f = std::fs::File::create(batch_file(&self.dir, seq))?;
             let enc = zstd::stream::write::Encoder::new(f, 3)?;
             self.open = Some(Open {
@@ -226,9 +245,12 @@ impl SpoolSink {
     }
 
     fn seal(&mut self) -> std::io::Result<()> {
-        let Some(o) = self.open.take() else {
+        let Some(mut o) = self.open.take() else {
             return Ok(());
         };
+        if let Some(c) = &mut self.columnar {
+            c.seal(&mut o.enc)?;
+        }
         let f = o.enc.finish()?;
         f.sync_all()?;
         let batch = Batch {
@@ -263,9 +285,28 @@ impl ChunkSink for SpoolSink {
             }
             let (max_records, max_bytes, max_age) =
                 (self.cfg.max_records, self.cfg.max_bytes, self.cfg.max_age);
-            let o = self.open_batch()?;
-            o.enc.write_all(line)?;
-            o.enc.write_all(b"\n")?;
+            self.open_batch()?;
+            let Some(o) = self.open.as_mut() else {
+                continue;
+            };
+            // With Parquet, a RECORD goes into its stream's file; the files are completed
+            // (and their BATCH lines written) before any other line.
+            let columnar = match (&mut self.columnar, &kind) {
+                (Some(c), Line::Record(_)) => c.record(line, &mut o.enc)?,
+                (Some(c), Line::Schema(s)) => {
+                    c.schema(s, line, &mut o.enc)?;
+                    false
+                }
+                (Some(c), _) => {
+                    c.flush_all(&mut o.enc)?;
+                    false
+                }
+                (None, _) => false,
+            };
+            if !columnar {
+                o.enc.write_all(line)?;
+                o.enc.write_all(b"\n")?;
+            }
             o.lines += 1;
             o.bytes += line.len() as u64 + 1;
             match kind {
@@ -325,7 +366,63 @@ mod tests {
             max_records: records,
             max_bytes: 1 << 30,
             max_age: std::time::Duration::from_secs(3600),
+            format: SpoolFormat::Jsonl,
         }
+    }
+
+    #[test]
+    fn parquet_batches_keep_states_after_their_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::sync::Arc::new(Mutex::new(Vec::new()));
+        struct W(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let cfg = SpoolConfig {
+            format: SpoolFormat::Parquet,
+            ..cfg(3)
+        };
+        let mut sink = SpoolSink::create(dir.path(), &cfg, W(out.clone())).unwrap();
+        let input = concat!(
+            "{\"type\":\"SCHEMA\",\"stream\":\"s\",\"schema\":{\"properties\":{\"i\":{\"type\":\"integer\"}}},\"key_properties\":[\"i\"]}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":1}}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":2}}\n",
+            "{\"type\":\"STATE\",\"value\":{\"n\":2}}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"i\":3}}\n",
+            "{\"type\":\"RECORD\",\"stream\":\"t\",\"record\":{\"i\":4}}\n",
+            "{\"type\":\"STATE\",\"value\":{\"n\":4}}\n",
+        );
+        sink.write_chunk(input.as_bytes(), 2).unwrap();
+        sink.finish().unwrap();
+        let fed = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let kinds: Vec<String> = fed
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["type"].as_str().unwrap().to_string()
+            })
+            .collect();
+        // Records of `s` became BATCHes completed before each STATE; `t` has no SCHEMA, so
+        // its record stays a RECORD for the target to judge (streams are independent, so it
+        // may pass the open file of `s`).
+        assert_eq!(
+            kinds,
+            ["SCHEMA", "BATCH", "STATE", "RECORD", "BATCH", "STATE"],
+            "{fed}"
+        );
+        let batches = read_manifest(dir.path()).batches;
+        assert_eq!(batches.iter().map(|b| b.records).sum::<u64>(), 4);
+        let files = files_dir(dir.path(), batches[0].seq);
+        let parquet = std::fs::read_dir(&files).unwrap().count();
+        assert_eq!(parquet, 2, "one file per BATCH line");
+        loaded_all(dir.path());
+        assert!(!files.exists(), "the batch's Parquet files go with it");
     }
 
     #[test]
