@@ -8,8 +8,13 @@
 //! 2. tap-mysql FULL_TABLE to /dev/null;
 //! 3. target-postgres from a file of the tap's output;
 //! 4. the shell pipe `tap-mysql | target-postgres`;
-//! 5. `singer run`;
-//! 6. the same `singer run` again into the now-full tables (every row an upsert).
+//! 5. the same pipe with the tap writing BATCH files (`batch_config`: Parquet, zstd, 100,000
+//!    rows per file, or a quarter of N when smaller so small runs write several files, in a
+//!    directory under the bench's) that the target reads back;
+//! 6. `singer run`;
+//! 7. the same `singer run` again into the now-full tables (every row an upsert).
+//!
+//! Both pipes report the peak RSS of each of their processes.
 //!
 //! With `--peers`, the Python connectors run the same way beside them (see `bench_peers`).
 //!
@@ -20,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::bench::{flag_u64, psql};
-use crate::bench_mysql::{seed, timed};
+use crate::bench_mysql::{max_rss_kb, seed, timed};
 use crate::bench_peers::PeerBench;
 use crate::process::Cmd;
 use crate::{Result, services};
@@ -32,19 +37,49 @@ const MIXED_COLUMNS: &str =
 
 /// One measured stage: its times, peak memory, and anything wrong with its loads.
 pub(crate) struct Stage {
-    name: &'static str,
+    name: String,
     pub(crate) secs: Vec<f64>,
     pub(crate) rss_kb: Vec<u64>,
+    /// Peak RSS of each process of a pipe, by name, when measured one by one.
+    processes: Vec<(&'static str, Vec<u64>)>,
     notes: Vec<String>,
 }
 
 impl Stage {
-    pub(crate) fn new(name: &'static str) -> Self {
+    pub(crate) fn new(name: impl Into<String>) -> Self {
         Self {
-            name,
+            name: name.into(),
             secs: Vec::new(),
             rss_kb: Vec::new(),
+            processes: Vec::new(),
             notes: Vec::new(),
+        }
+    }
+    /// Records the peak RSS of each process of a [`measured_pipe`] run.
+    fn process_rss(&mut self, logs: &PipeLogs) {
+        for (name, log) in [("tap", &logs.tap), ("target", &logs.target)] {
+            let kb = max_rss_kb(log);
+            match self.processes.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(kb),
+                None => self.processes.push((name, vec![kb])),
+            }
+        }
+    }
+    /// The peak memory column: each process of a pipe, else the largest process.
+    fn rss_text(&self) -> String {
+        if !self.processes.is_empty() {
+            let mb = |v: &[u64]| v.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+            return self
+                .processes
+                .iter()
+                .map(|(n, v)| format!("{n} {:.1} MB", mb(v)))
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        if self.rss_kb.is_empty() {
+            String::new()
+        } else {
+            format!("{:.1} MB", self.max_rss_mb())
         }
     }
     /// Records a problem with a run (a peer's failed or inexact load).
@@ -71,7 +106,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         crate::bench::prepare_profile("e2e", &["singer", "tap-mysql", "target-postgres"], release)?;
     seed(rows)?;
     seed_small()?;
-    let files = Files::write(&dir, &bin)?;
+    let files = Files::write(&dir, &bin, rows)?;
     let total = rows + 10_000;
     let mut peers = if with_peers {
         Some(PeerBench::prepare(&dir)?)
@@ -83,6 +118,11 @@ pub(crate) fn run(args: &[String]) -> Result {
     let mut tap = Stage::new("tap-mysql > /dev/null");
     let mut target = Stage::new("target-postgres --input (file of the tap's output)");
     let mut pipe = Stage::new("shell pipe: tap-mysql | target-postgres");
+    let mut batch = Stage::new(format!(
+        "shell pipe, BATCH: tap-mysql (Parquet, zstd, {} rows per file) | target-postgres",
+        files.batch_size
+    ));
+    let logs = PipeLogs::new(&dir);
     let mut singer = Stage::new("singer run (first load)");
     let mut upsert = Stage::new("singer run again (every row an upsert)");
 
@@ -103,6 +143,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         return Err(format!("`{shown}` failed"));
     }
 
+    let mut batch_files = (0, 0);
     for i in 1..=runs {
         step!("bench: round {i}/{runs}");
         psql_c(&raw_ddl())?;
@@ -123,9 +164,26 @@ pub(crate) fn run(args: &[String]) -> Result {
         verify(LOAD_SCHEMA, rows)?;
 
         drop_load_schema()?;
-        let (s, _) = timed(&sh(&files.pipe_command()))?;
+        let (s, _) = timed(&sh_pipefail(&measured_pipe(
+            &files.tap_argv(),
+            &files.target_argv(),
+            &logs,
+        )))?;
         pipe.secs.push(s);
+        pipe.process_rss(&logs);
         verify(LOAD_SCHEMA, rows)?;
+
+        drop_load_schema()?;
+        files.clear_batch_dir()?;
+        let (s, _) = timed(&sh_pipefail(&measured_pipe(
+            &files.batch_tap_argv(),
+            &files.target_argv(),
+            &logs,
+        )))?;
+        batch.secs.push(s);
+        batch.process_rss(&logs);
+        verify(LOAD_SCHEMA, rows)?;
+        batch_files = files.batch_files()?;
 
         drop_load_schema()?;
         let _ = std::fs::remove_dir_all(dir.join(".singer"));
@@ -149,9 +207,9 @@ pub(crate) fn run(args: &[String]) -> Result {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "| {total} rows ({rows} mixed + 10000 small), median of {runs} | seconds | rows/s | vs raw | peak RSS (largest process; in the peers' pipes, the target) |\n|---|---|---|---|---|"
+        "| {total} rows ({rows} mixed + 10000 small), median of {runs} | seconds | rows/s | vs raw | peak RSS (largest process; our pipes: each process; the peers' pipes: the target) |\n|---|---|---|---|---|"
     );
-    let mut stages = vec![&raw, &tap, &target, &pipe, &singer, &upsert];
+    let mut stages = vec![&raw, &tap, &target, &pipe, &batch, &singer, &upsert];
     if let Some(p) = &peers {
         stages.extend(p.stages.iter());
     }
@@ -161,11 +219,7 @@ pub(crate) fn run(args: &[String]) -> Result {
             continue;
         }
         let m = st.median();
-        let rss = if st.rss_kb.is_empty() {
-            String::new()
-        } else {
-            format!("{:.1} MB", st.max_rss_mb())
-        };
+        let rss = st.rss_text();
         let _ = writeln!(
             report,
             "| {} | {m:.2} | {:.0} | {:.0}% | {rss} |",
@@ -177,6 +231,12 @@ pub(crate) fn run(args: &[String]) -> Result {
     let _ = writeln!(
         report,
         "\nEvery load was checked against MariaDB: row counts, sums of qty, price and small, NULL counts, and sampled rows (text md5, JSON members, microsecond timestamps). Ours must match exactly (the bench stops otherwise); where a peer's load differs, the first difference is listed below."
+    );
+    let _ = writeln!(
+        report,
+        "\nThe BATCH pipe's tap wrote {} Parquet files, {:.1} MB in all (last round); the target read them from the manifests.",
+        batch_files.0,
+        batch_files.1 as f64 / 1e6
     );
     for st in stages.iter().filter(|st| !st.notes.is_empty()) {
         let _ = writeln!(report, "\n{}:", st.name);
@@ -193,6 +253,34 @@ pub(crate) fn run(args: &[String]) -> Result {
 
 fn sh(cmd: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), cmd.into()]
+}
+
+/// Where the two processes of a [`measured_pipe`] write their peak RSS.
+struct PipeLogs {
+    tap: PathBuf,
+    target: PathBuf,
+}
+
+impl PipeLogs {
+    fn new(dir: &Path) -> Self {
+        Self {
+            tap: dir.join("pipe-tap.time"),
+            target: dir.join("pipe-target.time"),
+        }
+    }
+}
+
+/// `tap | target > /dev/null`, each process under GNU time writing its peak RSS to `logs`.
+fn measured_pipe(tap: &[String], target: &[String], logs: &PipeLogs) -> String {
+    let _ = std::fs::remove_file(&logs.tap);
+    let _ = std::fs::remove_file(&logs.target);
+    format!(
+        "/usr/bin/time -f maxrss_kb=%M -o {} {} | /usr/bin/time -f maxrss_kb=%M -o {} {} > /dev/null",
+        logs.tap.display(),
+        tap.join(" "),
+        logs.target.display(),
+        target.join(" ")
+    )
 }
 
 /// `cmd` in bash, failing if any part of a pipe fails.
@@ -224,19 +312,37 @@ pub(crate) fn seed_small() -> Result {
 pub(crate) struct Files {
     bin: PathBuf,
     tap_config: PathBuf,
+    /// The tap's config with `batch_config`.
+    batch_tap_config: PathBuf,
+    /// Where the BATCH pipe's tap writes its files.
+    batch_dir: PathBuf,
+    /// Rows per BATCH file.
+    batch_size: u64,
     catalog: PathBuf,
     target_config: PathBuf,
     project: PathBuf,
 }
 
 impl Files {
-    fn write(dir: &Path, bin: &Path) -> Result<Self> {
+    fn write(dir: &Path, bin: &Path, rows: u64) -> Result<Self> {
         let w =
             |p: &Path, t: &str| std::fs::write(p, t).map_err(|e| format!("{}: {e}", p.display()));
         let tap_config = dir.join("tap.json");
         w(
             &tap_config,
             r#"{"host":"127.0.0.1","port":3306,"user":"root","filter_dbs":"bench_tap"}"#,
+        )?;
+        let batch_dir = dir.join("batch-files");
+        let batch_size = (rows / 4).clamp(1, 100_000);
+        let batch_tap_config = dir.join("tap-batch.json");
+        w(
+            &batch_tap_config,
+            &format!(
+                r#"{{"host":"127.0.0.1","port":3306,"user":"root","filter_dbs":"bench_tap",
+                "batch_config":{{"encoding":{{"format":"parquet","compression":"zstd"}},
+                "storage":{{"root":{}}},"batch_size":{batch_size}}}}}"#,
+                crate::json::string(&batch_dir.display().to_string())
+            ),
         )?;
         let catalog = dir.join("catalog.json");
         let stream = |t: &str| {
@@ -264,6 +370,9 @@ impl Files {
         Ok(Self {
             bin: bin.to_path_buf(),
             tap_config,
+            batch_tap_config,
+            batch_dir,
+            batch_size,
             catalog,
             target_config,
             project,
@@ -278,6 +387,50 @@ impl Files {
             "--catalog".into(),
             self.catalog.display().to_string(),
         ]
+    }
+
+    /// The tap writing BATCH files (`batch_config`).
+    fn batch_tap_argv(&self) -> Vec<String> {
+        vec![
+            self.bin.join("tap-mysql").display().to_string(),
+            "--config".into(),
+            self.batch_tap_config.display().to_string(),
+            "--catalog".into(),
+            self.catalog.display().to_string(),
+        ]
+    }
+
+    /// Empties the BATCH directory (files of an earlier round).
+    fn clear_batch_dir(&self) -> Result {
+        match std::fs::remove_dir_all(&self.batch_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("{}: {e}", self.batch_dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The BATCH files of the last run: how many, and their bytes. Fails if a run left an
+    /// unfinished (`.partial`) file or none at all.
+    fn batch_files(&self) -> Result<(usize, u64)> {
+        let err = |e: std::io::Error| format!("{}: {e}", self.batch_dir.display());
+        let (mut n, mut bytes) = (0, 0);
+        for entry in std::fs::read_dir(&self.batch_dir).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".partial") {
+                return Err(format!("the BATCH pipe left an unfinished file: {name}"));
+            }
+            n += 1;
+            bytes += entry.metadata().map_err(err)?.len();
+        }
+        if n == 0 {
+            return Err(format!(
+                "the BATCH pipe wrote no file in {}",
+                self.batch_dir.display()
+            ));
+        }
+        Ok((n, bytes))
     }
 
     fn target_argv(&self) -> Vec<String> {
@@ -296,14 +449,6 @@ impl Files {
             "run".into(),
             "e2e".into(),
         ]
-    }
-
-    fn pipe_command(&self) -> String {
-        format!(
-            "{} | {} > /dev/null",
-            self.tap_argv().join(" "),
-            self.target_argv().join(" ")
-        )
     }
 
     fn raw_command(&self) -> String {

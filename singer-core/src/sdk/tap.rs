@@ -25,7 +25,7 @@ use super::cli::{self, AboutFormat, TapArgs};
 use super::{About, SdkError, config, logging};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::io::MessageWriter;
-use crate::message::{ActivateVersionMessage, Message, SchemaMessage};
+use crate::message::{ActivateVersionMessage, BatchMessage, Message, SchemaMessage};
 use crate::metrics::{self, Metric, RecordCounter};
 use crate::state::State;
 
@@ -145,12 +145,27 @@ impl TapContext {
         Ok(())
     }
 
+    /// Writes a BATCH message whose files hold `rows` records, counted as the stream's
+    /// records. The STATE covering those rows follows it (see [`crate::batch`]).
+    pub fn write_batch(&mut self, msg: BatchMessage, rows: u64) -> Result<(), SdkError> {
+        let stream = msg.stream.clone();
+        self.writer
+            .write_message(&Message::Batch(msg))
+            .map_err(SdkError::stdout)?;
+        self.count_n(&stream, rows);
+        Ok(())
+    }
+
     fn count(&mut self, stream: &str) {
+        self.count_n(stream, 1);
+    }
+
+    fn count_n(&mut self, stream: &str, n: u64) {
         match self.counters.get_mut(stream) {
-            Some(c) => c.add(1),
+            Some(c) => c.add(n),
             None => {
                 let mut c = RecordCounter::new(stream, METRIC_INTERVAL);
-                c.add(1);
+                c.add(n);
                 self.counters.insert(stream.to_string(), c);
             }
         }

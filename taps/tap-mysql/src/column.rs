@@ -163,6 +163,18 @@ impl ColumnInfo {
             Kind::Decimal { scale } => {
                 s.insert("type".into(), ty("number"));
                 s.insert("multipleOf".into(), decimal_step(*scale));
+                // The bounds of DECIMAL(p, s), so a reader (a BATCH file's Arrow column, a
+                // target's numeric type) knows the precision as well as the scale.
+                if let Some(p) = self.numeric_precision {
+                    let max = decimal_max(p, *scale);
+                    let min = if self.column_type.contains("unsigned") {
+                        "0".to_string()
+                    } else {
+                        format!("-{max}")
+                    };
+                    s.insert("minimum".into(), exact_number(&min));
+                    s.insert("maximum".into(), exact_number(&max));
+                }
             }
             Kind::Float | Kind::Double => {
                 s.insert("type".into(), ty("number"));
@@ -235,6 +247,21 @@ impl Kind {
                 | Kind::Double
         )
     }
+}
+
+/// The largest DECIMAL(`precision`, `scale`): `p - s` nines, a point, `s` nines.
+fn decimal_max(precision: u64, scale: u64) -> String {
+    let int_digits = precision.saturating_sub(scale) as usize;
+    let mut max = if int_digits == 0 {
+        "0".to_string()
+    } else {
+        "9".repeat(int_digits)
+    };
+    if scale > 0 {
+        max.push('.');
+        max.push_str(&"9".repeat(scale as usize));
+    }
+    max
 }
 
 /// The labels of `enum('a','b''c')` or `set(...)`, unescaped.
@@ -313,7 +340,17 @@ mod tests {
     fn decimal_step_is_exact() {
         let mut c = col("decimal", "decimal(65,30)");
         c.numeric_scale = Some(30);
+        c.numeric_precision = Some(65);
         let s = c.json_schema(&c.kind(OPTS)).unwrap();
         assert_eq!(s["multipleOf"].to_string(), "1e-30");
+        let max = format!("{}.{}", "9".repeat(35), "9".repeat(30));
+        assert_eq!(s["maximum"].to_string(), max);
+        assert_eq!(s["minimum"].to_string(), format!("-{max}"));
+        let mut c = col("decimal", "decimal(4,4) unsigned");
+        c.numeric_scale = Some(4);
+        c.numeric_precision = Some(4);
+        let s = c.json_schema(&c.kind(OPTS)).unwrap();
+        assert_eq!(s["maximum"].to_string(), "0.9999");
+        assert_eq!(s["minimum"].to_string(), "0");
     }
 }

@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use singer_core::Secret;
+use singer_core::batch::BatchConfig;
 use singer_core::sdk::config::{flex_bool, flex_port, flex_u64};
 
 /// Session statements run on every connection unless `session_sqls` replaces them.
@@ -94,6 +95,13 @@ pub(crate) struct Config {
     #[serde(default = "default_state_every", deserialize_with = "flex_u64")]
     #[schemars(with = "u64")]
     pub(crate) state_every_rows: u64,
+    /// Write FULL_TABLE copies and LOG_BASED initial snapshots into BATCH files (JSONL or
+    /// Parquet) instead of RECORD messages, in the Meltano SDK's shape: `{"encoding":
+    /// {"format", "compression"}, "storage": {"root", "prefix"}, "batch_size"}`. A STATE follows
+    /// each file. INCREMENTAL streams and binlog changes are still RECORDs.
+    #[serde(default, deserialize_with = "crate::batch::parse_config")]
+    #[schemars(with = "Option<crate::batch::BatchConfigSchema>")]
+    pub(crate) batch_config: Option<BatchConfig>,
     /// Keep following the binlog after the position captured at start (LOG_BASED only).
     #[serde(default, deserialize_with = "flex_bool")]
     #[schemars(with = "bool")]
@@ -211,6 +219,37 @@ mod tests {
         assert!(c.use_gtid && !c.ssl);
         assert_eq!(c.server_id, Some(42));
         assert_eq!(c.engine, Some(Engine::Mariadb));
+    }
+
+    #[test]
+    fn batch_config_is_checked_naming_the_setting() {
+        let base = serde_json::json!({"host": "h", "user": "u"});
+        let mut ok = base.clone();
+        ok["batch_config"] = serde_json::json!({
+            "encoding": {"format": "parquet"}, "storage": {"root": "file:///tmp/b"}, "batch_size": 5
+        });
+        let c = parse(ok).unwrap();
+        assert_eq!(c.batch_config.unwrap().rows_per_file, 5);
+        for (bad, says) in [
+            (
+                serde_json::json!({"encoding": {"format": "csv"}, "storage": {"root": "/t"}}),
+                "batch_config.encoding.format",
+            ),
+            (
+                serde_json::json!({"encoding": {"format": "jsonl"}, "storage": {"root": "s3://x"}}),
+                "batch_config.storage.root",
+            ),
+            (
+                serde_json::json!({"encoding": {"format": "jsonl"}}),
+                "batch_config",
+            ),
+        ] {
+            let mut cfg = base.clone();
+            cfg["batch_config"] = bad;
+            let err = parse(cfg).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        assert!(parse(base).unwrap().batch_config.is_none());
     }
 
     #[test]

@@ -1,23 +1,30 @@
 //! FULL_TABLE (and the initial snapshot of LOG_BASED): one streaming read in primary-key order,
 //! bounded by the largest key seen at start, resumable from the last key emitted.
+//!
+//! Rows go out as RECORD messages, with a STATE every `state_every_rows`, or, with
+//! `batch_config`, into BATCH files, with a STATE after each file and never within one (see
+//! [`crate::batch`]).
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
+use singer_core::batch::BatchConfig;
 use singer_core::sdk::SdkError;
 use singer_core::sdk::full_table::FullTableCopy;
 use singer_core::sdk::tap::{TapContext, now_rfc3339};
 
+use crate::batch::BatchOut;
 use crate::sql::{self, KeyCol};
 use crate::stream::StreamPlan;
 
-/// Copies the whole table. `complete_key` is set in the bookmark when done; the caller writes
-/// the final state (`TapContext::end_stream`).
+/// Copies the whole table, as RECORDs or, with `batch`, into BATCH files. `complete_key` is
+/// set in the bookmark when done; the caller writes the final state (`TapContext::end_stream`).
 pub(crate) async fn snapshot(
     conn: &mut Conn,
     ctx: &mut TapContext,
     plan: &mut StreamPlan,
     state_every: u64,
     complete_key: &str,
+    batch: Option<&BatchConfig>,
 ) -> Result<(), SdkError> {
     let id = plan.tap_stream_id.clone();
     let key_pos: Vec<usize> = plan
@@ -111,6 +118,10 @@ pub(crate) async fn snapshot(
     } else {
         Params::Positional(params)
     };
+    let mut files = match batch {
+        Some(config) => Some(BatchOut::new(plan, config, version)?),
+        None => None,
+    };
     let extracted = now_rfc3339();
     let read_err = |e| SdkError::fatal(format!("stream `{id}`: reading rows failed"), e);
     let mut result = conn.exec_iter(query, params).await.map_err(read_err)?;
@@ -118,17 +129,34 @@ pub(crate) async fn snapshot(
     let mut rows: u64 = 0;
     while let Some(row) = result.next().await.map_err(read_err)? {
         plan.encode(&mut buf, |i| row.as_ref(i), b"")?;
-        ctx.write_record_json(&id, &buf, Some(version), Some(&extracted))?;
         rows += 1;
-        if resumable && rows.is_multiple_of(state_every) {
+        let checkpoint = match files.as_mut() {
+            None => {
+                ctx.write_record_json(&id, &buf, Some(version), Some(&extracted))?;
+                resumable && rows.is_multiple_of(state_every)
+            }
+            // Only when this row completed a file (its BATCH message is out): a state then
+            // covers no row that is still only in an unfinished file.
+            Some(out) => out.write(ctx, &buf)?,
+        };
+        if !checkpoint {
+            continue;
+        }
+        if resumable {
             let values: Vec<serde_json::Value> = key_pos
                 .iter()
                 .map(|&i| row.as_ref(i).map_or(serde_json::Value::Null, sql::to_state))
                 .collect();
             copy.checkpoint(ctx, &values)?;
+        } else {
+            // Without a key there is nothing to resume from; the state still follows the file.
+            ctx.write_state()?;
         }
     }
     drop(result);
+    if let Some(out) = files {
+        out.finish(ctx)?;
+    }
     plan.report_invalid();
     copy.finish(ctx, rows)
 }

@@ -2,8 +2,10 @@
 //!
 //! Discovery reads information_schema in four queries. FULL_TABLE streams each table in primary
 //! key order and resumes from the last key emitted; INCREMENTAL reads from a replication-key
-//! bookmark; LOG_BASED takes a snapshot and then follows the row-based binlog.
+//! bookmark; LOG_BASED takes a snapshot and then follows the row-based binlog. With
+//! `batch_config`, copies and snapshots are written as BATCH files (see [`batch`]).
 
+mod batch;
 mod binlog;
 mod column;
 mod config;
@@ -45,6 +47,7 @@ impl Tap for MysqlTap {
             "state",
             "about",
             "log-based",
+            "batch",
         ];
         About::new(
             Self::NAME,

@@ -120,6 +120,7 @@ pub(crate) async fn run(
     }
 
     let every = config.state_every_rows.max(1);
+    let batch = config.batch_config.as_ref();
     let mut log_streams = Vec::new();
     for s in selected {
         let id = s.entry.tap_stream_id.clone();
@@ -129,7 +130,8 @@ pub(crate) async fn run(
             ReplicationMethod::FullTable => {
                 ctx.begin_stream(&id);
                 ctx.write_schema_message(plan.schema_message())?;
-                full_table::snapshot(&mut conn, ctx, &mut plan, every, FULL_TABLE_COMPLETE).await?;
+                full_table::snapshot(&mut conn, ctx, &mut plan, every, FULL_TABLE_COMPLETE, batch)
+                    .await?;
                 ctx.end_stream(&id, &id)?;
             }
             ReplicationMethod::Incremental => {
@@ -171,6 +173,7 @@ pub(crate) async fn run(
                         &mut plan,
                         every,
                         binlog::INITIAL_COMPLETE,
+                        batch,
                     )
                     .await?;
                     ctx.end_stream(&id, &id)?;

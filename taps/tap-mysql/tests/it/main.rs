@@ -5,6 +5,7 @@
 //! binlog (see [`server::PrivateServer`]) for LOG_BASED. Every test works in a database of its
 //! own.
 
+mod batch;
 mod discovery;
 mod full_table;
 mod incremental;
