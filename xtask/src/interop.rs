@@ -45,6 +45,11 @@ const TAP_PG_MELTANO: Venv = Venv {
     name: "venv-tap-postgres-meltano",
     packages: &["meltanolabs-tap-postgres==0.10.0"],
 };
+/// pyarrow and DuckDB, the readers target-parquet's files are checked with.
+const PARQUET: Venv = Venv {
+    name: "venv-parquet",
+    packages: &["pyarrow==26.0.1", "duckdb==2.0.1"],
+};
 const MARKER: &str = ".xtask-spec";
 
 struct Venv {
@@ -104,7 +109,7 @@ fn interop_dir() -> PathBuf {
 /// Creates or refreshes the venvs and `env.json`; returns the path of `env.json`.
 pub(crate) fn run() -> Result<PathBuf> {
     let python_version = python_version()?;
-    for venv in [&JSONL, &SDK, &PG] {
+    for venv in [&JSONL, &SDK, &PG, &PARQUET, &TAP_PG_MELTANO] {
         venv.ensure(&python_version)?;
     }
     let streams = target_test_streams(&SDK.dir())?;
@@ -114,8 +119,13 @@ pub(crate) fn run() -> Result<PathBuf> {
         ("venv_sdk", path_string(&SDK.dir())),
         ("target_test_streams", path_string(&streams)),
         ("python_jsonl", path_string(&JSONL.bin("python"))),
+        ("python_parquet", path_string(&PARQUET.bin("python"))),
         ("target_jsonl_py", path_string(&JSONL.bin("target-jsonl"))),
         ("target_csv_py", path_string(&SDK.bin("target-csv"))),
+        (
+            "tap_postgres_meltano",
+            path_string(&TAP_PG_MELTANO.bin("tap-postgres")),
+        ),
         (
             "target_postgres_py",
             path_string(&PG.bin("target-postgres")),

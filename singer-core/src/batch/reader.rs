@@ -59,9 +59,10 @@ pub fn for_each_rows<E: From<BatchError>>(
             read_parquet(file, schema, url, |rows| f(url, rows))?;
             continue;
         }
-        let compression =
-            Compression::parse(msg.encoding.compression.as_deref(), Compression::None)
-                .map_err(err)?;
+        let declared = Compression::parse(msg.encoding.compression.as_deref(), Compression::None)
+            .map_err(err)?;
+        let mut file = BufReader::with_capacity(1 << 20, file);
+        let compression = sniff(&mut file, declared).map_err(err)?;
         let reader: Box<dyn Read> = match compression {
             Compression::None => Box::new(file),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
@@ -86,6 +87,40 @@ pub fn for_each_rows<E: From<BatchError>>(
         }
     }
     Ok(())
+}
+
+/// The compression a JSONL file really has. The Meltano SDK (0.54) gzips every JSONL batch
+/// file, also when its BATCH message says `none`: an uncompressed declaration is checked
+/// against the gzip and zstd magic numbers. A file declared compressed must be so.
+fn sniff(file: &mut BufReader<File>, declared: Compression) -> Result<Compression, String> {
+    use std::io::BufRead;
+    let head = file.fill_buf().map_err(|e| format!("cannot read: {e}"))?;
+    let actual = if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    match (declared, actual) {
+        (d, a) if d == a => Ok(d),
+        (Compression::None, a) => {
+            tracing::debug!(
+                compression = a.name(),
+                "BATCH file declared uncompressed is compressed"
+            );
+            Ok(a)
+        }
+        (d, _) if head.is_empty() => Ok(d),
+        (d, a) => Err(format!(
+            "declared {} but the file is {}",
+            d.name(),
+            match a {
+                Compression::None => "not compressed",
+                other => other.name(),
+            }
+        )),
+    }
 }
 
 fn read_parquet<E: From<BatchError>>(

@@ -7,6 +7,7 @@ mod conformance;
 mod dates;
 mod failures;
 mod loading;
+mod meltano_batch;
 mod parallel;
 mod sdk_streams;
 mod tls;
