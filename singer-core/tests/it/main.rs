@@ -3,6 +3,7 @@
 //! singer-core against the conformance corpus in specs/conformance.
 
 mod batch;
+mod batch_interop;
 mod corpus_messages;
 mod corpus_streams;
 mod driver;
