@@ -63,7 +63,8 @@ pub fn field(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn field_with<F: FnOnce(&mut Vec<u8>) -> Result<(), String>>(
+/// Writes a field whose bytes `f` appends.
+pub fn field_with<F: FnOnce(&mut Vec<u8>) -> Result<(), String>>(
     out: &mut Vec<u8>,
     f: F,
 ) -> Result<(), String> {
@@ -87,63 +88,31 @@ pub fn encode(
         null(out);
         return Ok(());
     }
-    let first = raw.as_bytes().first().copied().unwrap_or(b'n');
+    // A string is read as its text, except by `jsonb`, which keeps the JSON token.
+    if raw.starts_with('"') && *ty != PgType::Jsonb {
+        let s = string(raw).ok_or("expected a string")?;
+        return encode_str(ty, binary, &s, nul, out);
+    }
     match ty {
         PgType::Boolean => {
             let v = match raw {
-                "true" | "1" | "\"true\"" => 1u8,
-                "false" | "0" | "\"false\"" => 0u8,
+                "true" | "1" => 1u8,
+                "false" | "0" => 0u8,
                 _ => return Err("expected a boolean".into()),
             };
             field(out, &[v]);
         }
-        PgType::SmallInt => {
-            let v = integer(raw)?;
-            let v =
-                i16::try_from(v).map_err(|_| "integer out of range for smallint".to_string())?;
-            field(out, &v.to_be_bytes());
-        }
-        PgType::Integer => {
-            let v = integer(raw)?;
-            let v = i32::try_from(v).map_err(|_| "integer out of range for integer".to_string())?;
-            field(out, &v.to_be_bytes());
-        }
-        PgType::BigInt => {
-            let v = integer(raw)?;
-            let v = i64::try_from(v).map_err(|_| "integer out of range for bigint".to_string())?;
-            field(out, &v.to_be_bytes());
+        PgType::SmallInt | PgType::Integer | PgType::BigInt => {
+            encode_integer(ty, integer_text(raw)?, out)?;
         }
         PgType::Numeric => {
             let text = number_text(raw)?;
-            field_with(out, |o| decimal_to_numeric(&text, o))?;
+            field_with(out, |o| decimal_to_numeric(text, o))?;
         }
-        PgType::Double => {
-            let text = number_text(raw)?;
-            let v: f64 = text.parse().map_err(|_| "expected a number".to_string())?;
-            if !v.is_finite() {
-                return Err("number out of range for double precision".into());
-            }
-            field(out, &v.to_be_bytes());
-        }
-        PgType::Varchar(n) => {
-            let s = text_of(raw, nul)?;
-            if s.chars().count() > *n as usize {
-                return Err(format!("text longer than varchar({n})"));
-            }
-            field(out, s.as_bytes());
-        }
-        PgType::Custom(t) if is_datetime_type(t) => {
-            // Staged as text and cast by PostgreSQL, whose input rejects expanded and
-            // astronomical years: those are rewritten the way it reads them.
-            let s = text_of(raw, nul)?;
-            match pg_datetime_text(&s) {
-                Some(text) => field(out, text.as_bytes()),
-                None => field(out, s.as_bytes()),
-            }
-        }
-        PgType::Text | PgType::Custom(_) => {
-            let s = text_of(raw, nul)?;
-            field(out, s.as_bytes());
+        PgType::Double => encode_double(number_text(raw)?, out)?,
+        // Numbers, booleans, objects: their JSON text.
+        PgType::Varchar(_) | PgType::Text | PgType::Custom(_) => {
+            encode_str(ty, binary, raw, nul, out)?;
         }
         PgType::Jsonb => {
             let json = json_without_nul(raw, nul)?;
@@ -153,30 +122,74 @@ pub fn encode(
                 Ok(())
             })?;
         }
-        PgType::Timestamptz | PgType::Timestamp => {
-            let s = string(raw).ok_or("expected a date-time string")?;
-            let micros = timestamp_micros(&s)?;
-            field(out, &micros.to_be_bytes());
+        PgType::Timestamptz | PgType::Timestamp => return Err("expected a date-time string".into()),
+        PgType::Date => return Err("expected a date string".into()),
+        PgType::Time => return Err("expected a time string".into()),
+        PgType::Uuid => return Err("expected a UUID string".into()),
+        PgType::Bytea => return Err("expected a string".into()),
+    }
+    Ok(())
+}
+
+/// Encodes a text value (a JSON string's decoded text, or the JSON text of another value for
+/// the text types) for a column of type `ty`; `jsonb` stores it as a JSON string.
+pub fn encode_str(
+    ty: &PgType,
+    binary: Binary,
+    s: &str,
+    nul: NulPolicy,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match ty {
+        PgType::Boolean => {
+            let v = match s {
+                "true" => 1u8,
+                "false" => 0u8,
+                _ => return Err("expected a boolean".into()),
+            };
+            field(out, &[v]);
         }
-        PgType::Date => {
-            let s = string(raw).ok_or("expected a date string")?;
-            field(out, &date_days(&s)?.to_be_bytes());
+        PgType::SmallInt | PgType::Integer | PgType::BigInt => {
+            encode_integer(ty, integer_text(s)?, out)?;
         }
-        PgType::Time => {
-            let s = string(raw).ok_or("expected a time string")?;
-            field(out, &time_micros(&s)?.to_be_bytes());
-        }
-        PgType::Uuid => {
-            let s = string(raw).ok_or("expected a UUID string")?;
-            field(out, &uuid_bytes(&s)?);
-        }
-        PgType::Bytea => {
-            if first != b'"' {
-                return Err("expected a string".into());
+        PgType::Numeric => field_with(out, |o| decimal_to_numeric(s, o))?,
+        PgType::Double => encode_double(s, out)?,
+        PgType::Varchar(n) => {
+            let s = without_nul(s, nul)?;
+            if s.chars().count() > *n as usize {
+                return Err(format!("text longer than varchar({n})"));
             }
-            let s = string(raw).ok_or("expected a string")?;
+            field(out, s.as_bytes());
+        }
+        PgType::Custom(t) if is_datetime_type(t) => {
+            // Staged as text and cast by PostgreSQL, whose input rejects expanded and
+            // astronomical years: those are rewritten the way it reads them.
+            let s = without_nul(s, nul)?;
+            match pg_datetime_text(&s) {
+                Some(text) => field(out, text.as_bytes()),
+                None => field(out, s.as_bytes()),
+            }
+        }
+        PgType::Text | PgType::Custom(_) => {
+            let s = without_nul(s, nul)?;
+            field(out, s.as_bytes());
+        }
+        PgType::Jsonb => {
+            let s = without_nul(s, nul).map_err(|_| "JSON contains a NUL character".to_string())?;
+            field_with(out, |o| {
+                o.push(1);
+                serde_json::to_writer(o, &*s).map_err(|e| e.to_string())
+            })?;
+        }
+        PgType::Timestamptz | PgType::Timestamp => {
+            field(out, &timestamp_micros(s)?.to_be_bytes());
+        }
+        PgType::Date => field(out, &date_days(s)?.to_be_bytes()),
+        PgType::Time => field(out, &time_micros(s)?.to_be_bytes()),
+        PgType::Uuid => field(out, &uuid_bytes(s)?),
+        PgType::Bytea => {
             let bytes = match binary {
-                Binary::Base16 => hex(&s)?,
+                Binary::Base16 => hex(s)?,
                 Binary::Base64 => base64::engine::general_purpose::STANDARD
                     .decode(s.as_bytes())
                     .or_else(|_| {
@@ -189,6 +202,41 @@ pub fn encode(
         }
     }
     Ok(())
+}
+
+/// Writes an integer into a `smallint`, `integer` or `bigint` column.
+pub fn encode_integer(ty: &PgType, v: i128, out: &mut Vec<u8>) -> Result<(), String> {
+    match ty {
+        PgType::SmallInt => {
+            let v =
+                i16::try_from(v).map_err(|_| "integer out of range for smallint".to_string())?;
+            field(out, &v.to_be_bytes());
+        }
+        PgType::Integer => {
+            let v = i32::try_from(v).map_err(|_| "integer out of range for integer".to_string())?;
+            field(out, &v.to_be_bytes());
+        }
+        PgType::BigInt => {
+            let v = i64::try_from(v).map_err(|_| "integer out of range for bigint".to_string())?;
+            field(out, &v.to_be_bytes());
+        }
+        other => return Err(format!("an integer is not written as {}", other.sql())),
+    }
+    Ok(())
+}
+
+/// Writes a finite double.
+pub fn encode_f64(v: f64, out: &mut Vec<u8>) -> Result<(), String> {
+    if !v.is_finite() {
+        return Err("number out of range for double precision".into());
+    }
+    field(out, &v.to_be_bytes());
+    Ok(())
+}
+
+fn encode_double(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    let v: f64 = text.parse().map_err(|_| "expected a number".to_string())?;
+    encode_f64(v, out)
 }
 
 /// Whether a declared type (`timestamp(3)`, `timestamp(0) with time zone`, `timestamptz(6)`)
@@ -222,15 +270,11 @@ pub fn string(raw: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
 }
 
-fn integer(raw: &str) -> Result<i128, String> {
-    let text = match string(raw) {
-        Some(s) => s,
-        None => Cow::Borrowed(raw),
-    };
+/// An integer's text; `5.0` (an integer written as a number) is accepted when exact.
+fn integer_text(text: &str) -> Result<i128, String> {
     if let Ok(v) = text.parse::<i128>() {
         return Ok(v);
     }
-    // `5.0` or `5e0` are integers written as numbers: accept them when exact.
     let digits = text.trim_end_matches('0').trim_end_matches('.');
     if text.contains('.')
         && !text.contains(['e', 'E'])
@@ -241,21 +285,17 @@ fn integer(raw: &str) -> Result<i128, String> {
     Err("expected an integer".into())
 }
 
-fn number_text(raw: &str) -> Result<Cow<'_, str>, String> {
+fn number_text(raw: &str) -> Result<&str, String> {
     match raw.as_bytes().first() {
-        Some(b'-' | b'0'..=b'9') => Ok(Cow::Borrowed(raw)),
-        Some(b'"') => string(raw).ok_or_else(|| "expected a number".into()),
+        Some(b'-' | b'0'..=b'9') => Ok(raw),
         _ => Err("expected a number".into()),
     }
 }
 
-fn text_of(raw: &str, nul: NulPolicy) -> Result<Cow<'_, str>, String> {
-    let s = match string(raw) {
-        Some(s) => s,
-        None => Cow::Borrowed(raw), // numbers, booleans, objects: their JSON text
-    };
+/// Text with U+0000 handled by the policy.
+fn without_nul(s: &str, nul: NulPolicy) -> Result<Cow<'_, str>, String> {
     if !s.contains('\0') {
-        return Ok(s);
+        return Ok(Cow::Borrowed(s));
     }
     match nul {
         NulPolicy::Replace => Ok(Cow::Owned(s.replace('\0', "\u{FFFD}"))),

@@ -3,7 +3,9 @@
 //! A Singer target for PostgreSQL built on `singer_core::sdk::target`:
 //!
 //! - rows are encoded straight from raw JSON into binary COPY ([`encode`], [`values`]) on the
-//!   input thread, and each stream loads on its own connection and task ([`loader`]);
+//!   input thread, and each stream loads on its own connection and task ([`loader`]); rows of
+//!   Parquet BATCH files go from their Arrow columns into the same COPY rows
+//!   ([`encode_arrow`]);
 //! - one transaction per batch; a STATE is echoed only after the transactions holding every
 //!   record before it committed (the SDK's rule); a large batch loads over several
 //!   connections at once, its rows split by key ([`sink`], [`loader`]);
@@ -16,6 +18,7 @@
 pub mod config;
 pub mod connect;
 pub mod encode;
+pub mod encode_arrow;
 pub mod loader;
 pub mod model;
 pub mod names;
@@ -120,7 +123,7 @@ impl Target for PostgresTarget {
             &self.config,
             &spec,
             self.sequence_base,
-        );
+        )?;
         let loader =
             PgLoader::open(&stream, self.config.clone(), client, model, &spec, opts).await?;
         tracing::info!(stream = %stream, schema = %schema, table = %table, "stream routed");

@@ -3,6 +3,11 @@
 //! Rows are split over `stream_connections` shards, each loaded on its own connection: by a
 //! hash of the encoded key (so every change to a key stays on one shard, in input order), or
 //! in turn for streams without a key.
+//!
+//! Rows of Parquet BATCH files arrive as Arrow columns and are encoded into the same rows
+//! without JSON (`arrow`, with [`crate::encode_arrow`]).
+
+mod arrow;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use singer_core::RecordRef;
 use singer_core::record::RawFields;
 use singer_core::sdk::SdkError;
-use singer_core::sdk::target::{StreamSink, StreamSpec};
+use singer_core::sdk::target::{ArrowRows, StreamSink, StreamSpec};
+use singer_core::validate::RecordValidator;
 
 use crate::Config;
 use crate::encode::{self, NulPolicy};
@@ -77,6 +83,8 @@ struct Shard {
 pub struct PgSink {
     stream: String,
     capacity: usize,
+    /// A shard holding this many bytes is closed into a part (`batch_size_bytes`).
+    max_bytes: usize,
     model: TableModel,
     opts: PlanOptions,
     nul: NulPolicy,
@@ -94,6 +102,15 @@ pub struct PgSink {
     versions: Vec<i64>,
     sequence_base: i64,
     unknown_warned: bool,
+    /// The stream's key properties.
+    key_properties: Vec<String>,
+    /// Validates rows of BATCH files given as Arrow columns (`validate_records`).
+    validate: bool,
+    validator: Option<RecordValidator>,
+    /// Reused text space for Arrow values.
+    scratch: String,
+    /// Input line and file of the last Arrow rows, and the rows of that file before them.
+    file_rows: (u64, String, usize),
 }
 
 impl PgSink {
@@ -104,7 +121,7 @@ impl PgSink {
         config: &Config,
         spec: &StreamSpec,
         sequence_base: i64,
-    ) -> Self {
+    ) -> Result<Self, SdkError> {
         // Reserve the whole batch up front: untouched pages cost no memory, and the buffer
         // never reallocates (doubling would briefly hold two copies).
         let capacity = config.batch_size_bytes.saturating_add(1 << 20);
@@ -116,6 +133,7 @@ impl PgSink {
             .collect();
         let mut sink = Self {
             capacity,
+            max_bytes: config.batch_size_bytes,
             stream: stream.to_string(),
             model,
             opts,
@@ -131,12 +149,27 @@ impl PgSink {
             versions: Vec::new(),
             sequence_base,
             unknown_warned: false,
+            key_properties: Vec::new(),
+            validate: config.validate_records,
+            validator: None,
+            scratch: String::new(),
+            file_rows: (0, String::new(), 0),
         };
-        sink.replan(spec);
-        sink
+        sink.replan(spec)?;
+        Ok(sink)
     }
 
-    fn replan(&mut self, spec: &StreamSpec) {
+    fn replan(&mut self, spec: &StreamSpec) -> Result<(), SdkError> {
+        self.key_properties = spec.message.key_properties.clone();
+        if self.validate {
+            let v = RecordValidator::new(&self.stream, &spec.message.schema).map_err(|e| {
+                SdkError::fatal(
+                    format!("stream `{}`: cannot compile the schema", self.stream),
+                    e,
+                )
+            })?;
+            self.validator = Some(v);
+        }
         let p = plan(&self.model, &spec.schema, self.opts);
         self.model = p.model;
         let columns = p.active;
@@ -154,15 +187,15 @@ impl PgSink {
             })
             .collect();
         self.columns = Arc::new(columns);
+        Ok(())
     }
 
-    /// Encodes one row into its shard; on failure nothing is kept and the failing column is
-    /// returned.
+    /// Encodes one row into its shard with `encode`; on failure nothing is kept and the
+    /// failing column is returned.
     fn encode_row(
         &mut self,
-        r: &RecordRef<'_>,
-        fields: &RawFields<'_>,
         line: u64,
+        encode: impl FnOnce(&mut Self, &mut Vec<u8>) -> Result<(), (usize, String)>,
     ) -> Result<(), (usize, String)> {
         // One shard: straight into its buffer; several: into the scratch row, then its shard.
         let single = self.shards.len() == 1;
@@ -172,7 +205,7 @@ impl PgSink {
             std::mem::take(&mut self.row)
         };
         let row_start = out.len();
-        let result = self.encode_into(r, fields, line, &mut out);
+        let result = encode(self, &mut out);
         if result.is_err() {
             out.truncate(row_start);
         }
@@ -237,32 +270,13 @@ impl PgSink {
                     self.nul,
                     out,
                 ),
-                Source::Meta(Meta::ExtractedAt) => match &r.time_extracted {
-                    Some(t) => timestamp_micros(t).map(|m| encode::field(out, &m.to_be_bytes())),
-                    None => {
-                        encode::null(out);
-                        Ok(())
-                    }
-                },
-                Source::Meta(Meta::ReceivedAt) => {
-                    encode::field(out, &now_pg_micros().to_be_bytes());
-                    Ok(())
-                }
-                Source::Meta(Meta::Sequence) => {
-                    encode::field(out, &(self.sequence_base + line as i64).to_be_bytes());
-                    Ok(())
-                }
-                Source::Meta(Meta::TableVersion) => {
-                    match r.version {
-                        Some(v) => encode::field(out, &v.to_be_bytes()),
-                        None => encode::null(out),
-                    }
-                    Ok(())
-                }
-                Source::Meta(Meta::DeletedAt | Meta::BatchedAt) => {
-                    encode::null(out);
-                    Ok(())
-                }
+                Source::Meta(meta) => encode_meta(
+                    *meta,
+                    r.time_extracted.as_deref(),
+                    r.version,
+                    self.sequence_base + line as i64,
+                    out,
+                ),
             };
             if let Err(why) = result {
                 return Err((i, why));
@@ -304,12 +318,17 @@ impl PgSink {
         }
     }
 
-    /// Closes the current parts and continues with column `i` widened.
-    fn widen(&mut self, i: usize, wider: PgType) {
+    /// Moves every shard's rows into the finished parts of the batch.
+    fn close_into_done(&mut self) {
         let mut done = std::mem::take(&mut self.done);
         self.close_parts(&mut done);
         self.done_bytes = done.iter().map(|p| p.data.len()).sum();
         self.done = done;
+    }
+
+    /// Closes the current parts and continues with column `i` widened.
+    fn widen(&mut self, i: usize, wider: PgType) {
+        self.close_into_done();
         let mut columns = (*self.columns).clone();
         let name = columns[i].name.clone();
         tracing::info!(stream = %self.stream, column = %name, to = %wider.sql(), "data outgrew its column; widening");
@@ -336,6 +355,30 @@ impl PgSink {
             std::io::Error::other(why),
         )
     }
+}
+
+/// Writes a metadata column's value for a row read on an input line of `sequence`.
+fn encode_meta(
+    meta: Meta,
+    time_extracted: Option<&str>,
+    version: Option<i64>,
+    sequence: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match meta {
+        Meta::ExtractedAt => match time_extracted {
+            Some(t) => return timestamp_micros(t).map(|m| encode::field(out, &m.to_be_bytes())),
+            None => encode::null(out),
+        },
+        Meta::ReceivedAt => encode::field(out, &now_pg_micros().to_be_bytes()),
+        Meta::Sequence => encode::field(out, &sequence.to_be_bytes()),
+        Meta::TableVersion => match version {
+            Some(v) => encode::field(out, &v.to_be_bytes()),
+            None => encode::null(out),
+        },
+        Meta::DeletedAt | Meta::BatchedAt => encode::null(out),
+    }
+    Ok(())
 }
 
 fn key_text(model: &TableModel, fields: &RawFields<'_>) -> String {
@@ -422,7 +465,7 @@ impl StreamSink for PgSink {
             self.versions.push(v);
         }
         loop {
-            match self.encode_row(r, fields, line) {
+            match self.encode_row(line, |s, out| s.encode_into(r, fields, line, out)) {
                 Ok(()) => return Ok(()),
                 Err((i, why)) => {
                     let Some(wider) = self.widening_for(i, &why) else {
@@ -458,9 +501,14 @@ impl StreamSink for PgSink {
         }
     }
 
+    const ACCEPTS_ARROW: bool = true;
+
+    fn accept_arrow(&mut self, rows: &ArrowRows<'_>, line: u64) -> Result<(), SdkError> {
+        self.accept_rows(rows, line)
+    }
+
     fn update_schema(&mut self, spec: Arc<StreamSpec>) -> Result<(), SdkError> {
-        self.replan(&spec);
-        Ok(())
+        self.replan(&spec)
     }
 }
 
@@ -511,7 +559,8 @@ mod tests {
         };
         let validator = RecordValidator::new("s", &spec.message.schema).unwrap();
         let opts = PlanOptions { metadata: true };
-        let mut sink = PgSink::new("s", TableModel::absent("p", "s"), opts, &config, &spec, 0);
+        let mut sink =
+            PgSink::new("s", TableModel::absent("p", "s"), opts, &config, &spec, 0).unwrap();
         let before = sink.columns.clone();
         let rows = [
             (r#""2024-01-02T03:04:05.123456+00:00""#, r#""2024-01-02""#),

@@ -171,6 +171,92 @@ pub fn decimal_to_numeric(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
+/// Microseconds since 1970-01-01T00:00:00Z (an Arrow timestamp) → PostgreSQL's binary
+/// timestamp, within its range (as [`timestamp_micros`] reads the same instant).
+pub fn timestamp_from_unix(micros: i64) -> Result<i64, String> {
+    i64::try_from(i128::from(micros) - i128::from(PG_EPOCH_DAYS) * i128::from(MICROS_PER_DAY))
+        .ok()
+        .filter(|t| (TIMESTAMP_MIN..TIMESTAMP_END).contains(t))
+        .ok_or_else(|| TIMESTAMP_RANGE.into())
+}
+
+/// Days since 1970-01-01 (an Arrow date) → PostgreSQL's binary date, within its range.
+pub fn date_from_unix(days: i64) -> Result<i32, String> {
+    i32::try_from(days - PG_EPOCH_DAYS)
+        .ok()
+        .filter(|d| (DATE_MIN..=DATE_MAX).contains(d))
+        .ok_or_else(|| DATE_RANGE.into())
+}
+
+/// Days since 1970-01-01 (an Arrow date) → PostgreSQL's binary timestamp of its midnight UTC.
+pub fn date_timestamp_from_unix(days: i64) -> Result<i64, String> {
+    let t = (i128::from(days) - i128::from(PG_EPOCH_DAYS)) * i128::from(MICROS_PER_DAY);
+    i64::try_from(t)
+        .ok()
+        .filter(|t| (TIMESTAMP_MIN..TIMESTAMP_END).contains(t))
+        .ok_or_else(|| TIMESTAMP_RANGE.into())
+}
+
+/// Microseconds since midnight (an Arrow time), checked as [`time_micros`] reads it.
+pub fn time_of_day(micros: i64) -> Result<i64, String> {
+    if (0..=MICROS_PER_DAY).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err("invalid time of day (00:00:00 to 24:00:00)".into())
+    }
+}
+
+/// Writes `digits` (the ASCII decimal digits of an unscaled integer, an Arrow decimal's
+/// value) × 10^-`scale` as a binary `numeric` of display scale `scale`: the same bytes
+/// [`decimal_to_numeric`] writes for that decimal's text, without building it.
+pub fn unscaled_to_numeric(
+    negative: bool,
+    digits: &[u8],
+    scale: i8,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    const BAD: &str = "expected a decimal number";
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(BAD.into());
+    }
+    let lead = digits.iter().take_while(|d| **d == b'0').count();
+    let digits = &digits[lead..];
+    let dscale = i16::from(scale.max(0));
+    // Base-10000 groups, most significant first; digit k sits at decimal position
+    // (len - 1 - k) - scale, in group floor(position / 4).
+    let mut groups = [0i16; 64];
+    let mut count = 0usize;
+    let mut weight = 0i64;
+    if let Some(last) = digits.len().checked_sub(1) {
+        let top_pos = last as i64 - i64::from(scale);
+        let top = top_pos.div_euclid(4);
+        let bottom = (-i64::from(scale)).div_euclid(4);
+        count = usize::try_from(top - bottom + 1).unwrap_or(usize::MAX);
+        if count > groups.len() {
+            return Err("number out of range for numeric".into());
+        }
+        for (k, d) in digits.iter().enumerate() {
+            let pos = top_pos - k as i64;
+            let g = (top - pos.div_euclid(4)) as usize;
+            groups[g] += i16::from(d - b'0') * [1, 10, 100, 1000][pos.rem_euclid(4) as usize];
+        }
+        weight = top;
+        while count > 0 && groups[count - 1] == 0 {
+            count -= 1;
+        }
+    }
+    let weight = i16::try_from(weight).map_err(|_| "number out of range for numeric")?;
+    out.extend_from_slice(&(count as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    let sign: u16 = if negative && count > 0 { 0x4000 } else { 0 };
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in &groups[..count] {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +291,40 @@ mod tests {
         let mut out = Vec::new();
         assert!(decimal_to_numeric("1x", &mut out).is_err());
         assert!(decimal_to_numeric(".", &mut out).is_err());
+    }
+
+    #[test]
+    fn unscaled_decimals_match_their_text() {
+        let mut n: u128 = 1;
+        let mut cases = vec![(false, "0".to_string(), 0i8), (true, "0".into(), 3)];
+        for k in 0..39 {
+            n = n.wrapping_mul(7).wrapping_add(k);
+            for scale in [0i8, 1, 2, 3, 4, 5, 8, 30, 38, 76, -1, -4] {
+                cases.push((k % 2 == 0, n.to_string(), scale));
+                cases.push((false, format!("{}", 10u128.pow(k as u32 % 38)), scale));
+            }
+        }
+        cases.push((true, "9".repeat(76), 76));
+        for (negative, digits, scale) in cases {
+            let text = {
+                let s = usize::try_from(scale).unwrap_or(0);
+                let padded = format!("{digits:0>width$}", width = s + 1);
+                let (int, frac) = padded.split_at(padded.len() - s);
+                let zeros = "0".repeat(usize::try_from(-i64::from(scale)).unwrap_or(0));
+                let sign = if negative { "-" } else { "" };
+                match s {
+                    0 => format!("{sign}{int}{zeros}"),
+                    _ => format!("{sign}{int}.{frac}"),
+                }
+            };
+            let (mut direct, mut via) = (Vec::new(), Vec::new());
+            unscaled_to_numeric(negative, digits.as_bytes(), scale, &mut direct).unwrap();
+            decimal_to_numeric(&text, &mut via).unwrap();
+            assert_eq!(direct, via, "{text}");
+        }
+        let mut out = Vec::new();
+        assert!(unscaled_to_numeric(false, b"", 0, &mut out).is_err());
+        assert!(unscaled_to_numeric(false, b"1x", 0, &mut out).is_err());
     }
 
     #[test]

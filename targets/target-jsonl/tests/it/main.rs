@@ -3,6 +3,7 @@
 //! target-jsonl as a process: the conformance corpus, file semantics, and interop with the
 //! Python Singer ecosystem.
 
+mod batch;
 mod conformance;
 mod files;
 mod interop;

@@ -3,6 +3,8 @@
 //! target-postgres against a real PostgreSQL (`SINGER_PG_URL`, default
 //! `postgresql://postgres@127.0.0.1:5432/test`). Every test loads into a schema of its own.
 
+mod batch;
+mod batch_failures;
 mod conformance;
 mod dates;
 mod failures;
