@@ -77,6 +77,7 @@ impl Columnar {
                 format: config::Format::Parquet,
                 compression: config::Compression::Zstd,
                 root: self.dir.clone(),
+                remote: None,
                 prefix: String::new(),
                 rows_per_file: self.rows_per_file,
             };

@@ -10,7 +10,9 @@
 //!
 //! `format` is `jsonl` (compression `none`, `gzip` or `zstd`; default `gzip` as in the SDK) or
 //! `parquet` (compression `zstd`, the default, `gzip` or `none`). `root` is a directory as a
-//! local path or a `file://` URL. `batch_size` is the number of rows per file (default
+//! local path or a `file://` URL, or an object-store URL (`s3://bucket/prefix` with the `s3`
+//! feature; see [`super::store`]), where files are staged in a local temporary directory and
+//! uploaded before their BATCH message. `batch_size` is the number of rows per file (default
 //! 100 000).
 
 use std::path::PathBuf;
@@ -98,8 +100,11 @@ pub struct BatchConfig {
     pub format: Format,
     /// Compression.
     pub compression: Compression,
-    /// The directory files are written to.
+    /// The directory files are written to (for an object-store root, the local staging
+    /// directory).
     pub root: PathBuf,
+    /// An object-store root (`s3://bucket/prefix`) files are uploaded to, if any.
+    pub remote: Option<String>,
     /// Prepended to every file name.
     pub prefix: String,
     /// Rows per file.
@@ -126,8 +131,17 @@ impl BatchConfig {
         };
         let compression = Compression::parse(raw.encoding.compression.as_deref(), default)
             .map_err(|e| format!("batch_config.encoding.compression: {e}"))?;
-        let root =
-            local_path(&raw.storage.root).map_err(|e| format!("batch_config.storage.root: {e}"))?;
+        let (root, remote) = if super::store::is_remote(&raw.storage.root) {
+            super::store::check(&raw.storage.root)
+                .map_err(|e| format!("batch_config.storage.root: {e}"))?;
+            let staging =
+                std::env::temp_dir().join(format!("singer-batch-staging-{}", std::process::id()));
+            (staging, Some(raw.storage.root.clone()))
+        } else {
+            let root = local_path(&raw.storage.root)
+                .map_err(|e| format!("batch_config.storage.root: {e}"))?;
+            (root, None)
+        };
         let prefix = raw.storage.prefix.unwrap_or_default();
         if prefix.contains(['/', '\\', '\0']) {
             return Err("batch_config.storage.prefix: a file name prefix cannot hold `/`".into());
@@ -140,6 +154,7 @@ impl BatchConfig {
             format,
             compression,
             root,
+            remote,
             prefix,
             rows_per_file,
         })

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`config`] | `batch_config` (the Meltano SDK's shape), checked |
 //! | [`location`] | manifest entries: `file://` URLs and local paths |
+//! | [`store`] | object-store URLs (`s3://` with the `s3` feature, `memory://`) |
 //! | [`columns`] | a stream's exact Arrow schema, derived from its JSON Schema |
 //! | [`from_json`] | records into Arrow columns |
 //! | [`to_json`] | Arrow rows back into records |
@@ -19,6 +20,7 @@ pub mod config;
 pub mod from_json;
 pub mod location;
 pub mod reader;
+pub mod store;
 pub mod to_json;
 pub mod writer;
 

@@ -53,8 +53,12 @@ pub fn for_each_rows<E: From<BatchError>>(
     }
     for url in &msg.manifest {
         let err = |e: String| E::from(BatchError::new(stream, Some(url.clone()), e));
-        let path = local_path(url).map_err(err)?;
-        let file = File::open(&path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let file = if super::store::is_remote(url) {
+            super::store::download(url).map_err(err)?
+        } else {
+            let path = local_path(url).map_err(err)?;
+            File::open(&path).map_err(|e| err(format!("cannot open: {e}")))?
+        };
         if format == "parquet" {
             read_parquet(file, schema, url, |rows| f(url, rows))?;
             continue;

@@ -184,6 +184,19 @@ impl BatchWriter {
         f.sync_all().map_err(|e| err(e.to_string()))?;
         drop(f);
         std::fs::rename(&cur.tmp, &cur.path).map_err(|e| err(e.to_string()))?;
+        let url = match &self.config.remote {
+            None => file_url(&cur.path),
+            Some(root) => {
+                let name = cur
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                let url = super::store::join(root, &name.unwrap_or_default());
+                super::store::upload(&cur.path, &url).map_err(err)?;
+                let _ = std::fs::remove_file(&cur.path);
+                url
+            }
+        };
         Ok(Some(BatchMessage {
             stream: self.stream.clone(),
             encoding: BatchEncoding {
@@ -193,7 +206,7 @@ impl BatchWriter {
                 },
                 compression: Some(self.config.compression.name().into()),
             },
-            manifest: vec![file_url(&cur.path)],
+            manifest: vec![url],
             version: self.version,
         }))
     }
