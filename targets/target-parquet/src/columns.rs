@@ -19,7 +19,7 @@ use singer_core::batch::{BatchSchema, ColumnKind};
 pub const EXTRACTED_AT: &str = "_sdc_extracted_at";
 /// `_sdc_received_at`: when the target read the record.
 pub const RECEIVED_AT: &str = "_sdc_received_at";
-/// `_sdc_batched_at`: when the record's chunk of rows was encoded into its file.
+/// `_sdc_batched_at`: when the record's chunk of rows was handed to its file's encoder.
 pub const BATCHED_AT: &str = "_sdc_batched_at";
 /// `_sdc_deleted_at`: a record property (log-based deletes), kept as the record has it.
 pub const DELETED_AT: &str = "_sdc_deleted_at";

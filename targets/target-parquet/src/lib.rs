@@ -6,9 +6,11 @@
 //! - Columns have the exact Arrow types of [`singer_core::batch::columns`], then the `_sdc_*`
 //!   columns ([`columns`]); values a type cannot hold stop the run with an error naming the
 //!   stream, the line and the column, never rounded or dropped.
-//! - Rows stream in chunks of 8192 through Arrow into the stream's open file ([`sink`]); the
-//!   file rolls every `file_rows` rows or about `file_bytes` bytes. Memory holds at most one
-//!   row group of encoded pages per stream, never a whole file.
+//! - Records go in chunks of 8192 through Arrow ([`rows`], [`sink`]) to the stream's
+//!   encoder thread ([`encoder`]), which writes them into the open file, rolled every
+//!   `file_rows` rows or about `file_bytes` bytes, so JSON parsing and Parquet encoding run in
+//!   parallel. Memory holds at most two waiting chunks and one row group of encoded pages per
+//!   stream, never a whole file.
 //! - Durability: a batch ends with its rows in complete files; the loader ([`loader`]) syncs
 //!   each, renames it from the hidden staging folder into the dataset folder and syncs the
 //!   folder. Only then does the SDK echo the states that follow those rows. Readers never see
@@ -19,6 +21,7 @@
 
 pub mod columns;
 pub mod config;
+pub mod encoder;
 pub mod layout;
 pub mod loader;
 pub mod rows;
@@ -34,6 +37,7 @@ use singer_core::sdk::target::{BatchLimits, StreamSpec, Target};
 use singer_core::sdk::{About, SdkError};
 
 pub use config::Config;
+use encoder::{Encoder, FileRules, Files};
 use layout::StreamLayout;
 use loader::ParquetLoader;
 use sink::{ParquetSink, RunContext};
@@ -90,14 +94,16 @@ impl Target for ParquetTarget {
             limits,
             validate: config.validate_records,
             run: RunContext {
-                encoding: Encoding {
-                    compression: config.compression,
-                    row_group_rows: config.row_group_rows,
+                files: FileRules {
+                    encoding: Encoding {
+                        compression: config.compression,
+                        row_group_rows: config.row_group_rows,
+                    },
+                    file_rows: config.file_rows,
+                    file_bytes: config.file_bytes,
+                    run_id: run_id.into(),
                 },
-                file_rows: config.file_rows,
-                file_bytes: config.file_bytes,
                 metadata: config.add_record_metadata,
-                run_id: run_id.into(),
                 sequence: Arc::new(AtomicI64::new(nanos)),
             },
         })
@@ -141,7 +147,14 @@ impl Target for ParquetTarget {
         let (columns, changes) = columns::FileColumns::new(&spec.schema, None, self.run.metadata);
         sink::log_changes(&stream, &changes);
         tracing::info!(stream = %stream, folder = %layout.root().display(), "stream folder");
-        let sink = ParquetSink::new(&spec, layout.clone(), Arc::new(columns), self.run.clone());
+        let files = Files::new(
+            &stream,
+            spec.message.key_properties.clone(),
+            layout.clone(),
+            self.run.files.clone(),
+        );
+        let encoder = Encoder::spawn(files)?;
+        let sink = ParquetSink::new(&spec, Arc::new(columns), encoder, self.run.clone());
         Ok((sink, ParquetLoader::new(stream, layout)))
     }
 }

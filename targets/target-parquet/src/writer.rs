@@ -51,6 +51,7 @@ impl Encoding {
 /// A file being written.
 pub struct PartWriter {
     writer: Option<ArrowWriter<File>>,
+    schema: SchemaRef,
     tmp: PathBuf,
     path: PathBuf,
     rows: usize,
@@ -65,7 +66,7 @@ impl PartWriter {
         props: WriterProperties,
     ) -> Result<Self, ParquetError> {
         let file = File::options().write(true).create_new(true).open(&tmp)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(props));
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props));
         let writer = match writer {
             Ok(w) => w,
             Err(e) => {
@@ -75,6 +76,7 @@ impl PartWriter {
         };
         Ok(Self {
             writer: Some(writer),
+            schema,
             tmp,
             path,
             rows: 0,
@@ -84,6 +86,11 @@ impl PartWriter {
     /// The path the file will have.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The schema of the file.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
     }
 
     /// Rows written.
