@@ -184,6 +184,16 @@ pub enum ParseError {
         /// What was expected.
         expected: &'static str,
     },
+    /// A BATCH names a format or compression outside the spec (a `wrong_field_type`).
+    #[error("BATCH of stream `{stream}`{}: {problem}", .file.as_ref().map(|f| format!(", file {f}")).unwrap_or_default())]
+    BatchEncoding {
+        /// The stream.
+        stream: String,
+        /// The first manifest entry, if any.
+        file: Option<String>,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl ParseError {
@@ -194,7 +204,9 @@ impl ParseError {
             ParseError::NotAnObject => "not_an_object",
             ParseError::MissingType => "missing_type",
             ParseError::MissingField { .. } => "missing_field",
-            ParseError::WrongFieldType { .. } => "wrong_field_type",
+            ParseError::WrongFieldType { .. } | ParseError::BatchEncoding { .. } => {
+                "wrong_field_type"
+            }
         }
     }
 }
@@ -483,16 +495,26 @@ fn parse_other(line: &[u8], kind: MessageKind) -> Result<Message, ParseError> {
             let stream = f.string("stream")?;
             let encoding: BatchEncoding = serde_json::from_value(f.take("encoding")?)
                 .map_err(|_| f.wrong("encoding", "an object with `format`"))?;
+            let manifest = f.take("manifest")?;
+            let manifest = f.string_list("manifest", manifest)?;
+            let bad = |problem: String| ParseError::BatchEncoding {
+                stream: stream.clone(),
+                file: manifest.first().cloned(),
+                problem,
+            };
             if !BATCH_FORMATS.contains(&encoding.format.as_str()) {
-                return Err(f.wrong("encoding", "format jsonl, parquet or arrow"));
+                return Err(bad(format!(
+                    "unsupported encoding format `{}` (jsonl, parquet or arrow)",
+                    encoding.format
+                )));
             }
             if let Some(c) = &encoding.compression
                 && !BATCH_COMPRESSIONS.contains(&c.as_str())
             {
-                return Err(f.wrong("encoding", "compression gzip, zstd or none"));
+                return Err(bad(format!(
+                    "unsupported encoding compression `{c}` (gzip, zstd or none)"
+                )));
             }
-            let manifest = f.take("manifest")?;
-            let manifest = f.string_list("manifest", manifest)?;
             let version = f.version(false)?;
             Message::Batch(BatchMessage {
                 stream,

@@ -164,7 +164,9 @@ impl Builder {
                 ColumnKind::Json => b.append_value(raw),
                 ColumnKind::DecimalText => {
                     let t = number_text(raw)?;
-                    unscaled(t, 0, u8::MAX).map_err(|_| format!("not a decimal: {}", clip(raw)))?;
+                    if !is_decimal(t) {
+                        return Err(format!("not a decimal: {}", clip(raw)));
+                    }
                     b.append_value(t);
                 }
                 _ => b.append_value(&*string(raw)?),
@@ -252,6 +254,25 @@ fn number_text(raw: &str) -> Result<&str, String> {
         return Err(format!("expected a number, got {}", clip(raw)));
     }
     Ok(t)
+}
+
+/// A decimal number in JSON's number syntax (`-12`, `1.50`, `1e-300`, `2.5E+7`), so it can be
+/// written back into a record unquoted.
+fn is_decimal(t: &str) -> bool {
+    let t = t.strip_prefix('-').unwrap_or(t);
+    let (mantissa, exp) = match t.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (t, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(int)
+        && (int == "0" || !int.starts_with('0'))
+        && frac.is_none_or(digits)
+        && exp.is_none_or(digits)
 }
 
 /// An integer (`12`, `-3`, `1.0`, `1e3`) as i128.
@@ -476,6 +497,18 @@ mod tests {
         assert!(unscaled("1.555", 2, 38).is_err());
         assert!(unscaled("1000", 0, 3).is_err());
         assert!(unscaled("1x", 0, 3).is_err());
+    }
+
+    #[test]
+    fn decimal_text() {
+        for ok in ["0.00001", "1e300", "-12.50", "2.5E+7", "0", "-0.0e-5"] {
+            assert!(is_decimal(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "1e", "1.2.3", "--1", "1x", "e5", ".5", "7.", "+1", "01",
+        ] {
+            assert!(!is_decimal(bad), "{bad}");
+        }
     }
 
     #[test]

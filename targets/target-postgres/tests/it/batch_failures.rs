@@ -98,20 +98,28 @@ fn a_truncated_parquet_file() {
 fn an_unknown_format_or_compression() {
     let dir = tempfile::tempdir().unwrap();
     // Formats and compressions outside the spec are refused as the message is read, before
-    // any file is opened: the error names the line and the `encoding` member.
+    // any file is opened: the error names the line, the stream and the file.
     let mut csv = good_batch(dir.path(), "jsonl", "none");
     csv["encoding"]["format"] = json!("csv");
     assert_fails(
         dir.path(),
-        csv,
-        &["`encoding`", "format jsonl, parquet or arrow"],
+        csv.clone(),
+        &[
+            STREAM,
+            &file_of(&csv),
+            "format `csv` (jsonl, parquet or arrow)",
+        ],
     );
     let mut lz4 = good_batch(dir.path(), "jsonl", "none");
     lz4["encoding"]["compression"] = json!("lz4");
     assert_fails(
         dir.path(),
-        lz4,
-        &["`encoding`", "compression gzip, zstd or none"],
+        lz4.clone(),
+        &[
+            STREAM,
+            &file_of(&lz4),
+            "compression `lz4` (gzip, zstd or none)",
+        ],
     );
     // A format in the spec that this target does not read.
     let mut arrow = good_batch(dir.path(), "parquet", "zstd");
