@@ -361,6 +361,19 @@ fn load_loop<W: Write>(dir: &Path, rx: Receiver<u64>, mut target: W) -> Result<(
 mod tests {
     use super::*;
 
+    /// What the target would read, shared with the test.
+    struct W(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn cfg(records: u64) -> SpoolConfig {
         SpoolConfig {
             max_records: records,
@@ -374,16 +387,6 @@ mod tests {
     fn parquet_batches_keep_states_after_their_records() {
         let dir = tempfile::tempdir().unwrap();
         let out = std::sync::Arc::new(Mutex::new(Vec::new()));
-        struct W(std::sync::Arc<Mutex<Vec<u8>>>);
-        impl Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let cfg = SpoolConfig {
             format: SpoolFormat::Parquet,
             ..cfg(3)
@@ -429,16 +432,6 @@ mod tests {
     fn batches_cut_after_states_and_replay_on_their_own() {
         let dir = tempfile::tempdir().unwrap();
         let out = std::sync::Arc::new(Mutex::new(Vec::new()));
-        struct W(std::sync::Arc<Mutex<Vec<u8>>>);
-        impl Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let mut sink = SpoolSink::create(dir.path(), &cfg(2), W(out.clone())).unwrap();
         let input = concat!(
             "{\"type\":\"SCHEMA\",\"stream\":\"s\",\"schema\":{},\"key_properties\":[]}\n",
