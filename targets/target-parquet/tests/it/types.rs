@@ -85,7 +85,8 @@ fn days(s: &str) -> Value {
 fn columns() -> Vec<Col> {
     const D38: &str = "1234567890123456789012345678.9012345678";
     const D60: &str = "123456789012345678901234567890123456789012345678901234567890.25";
-    const TEXT: &str = "1234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890";
+    const TEXT: &str = "123456789012345678901234567890.123456789012345678901234567890";
+    const HUGE: &str = "1234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890";
     vec![
         Col {
             name: "i16",
@@ -137,9 +138,17 @@ fn columns() -> Vec<Col> {
         },
         Col {
             name: "dtext",
+            schema: json!({"type": ["null", "number"], "x-sql-datatype": "numeric"}),
+            raw: [TEXT, "-0.000", "null"],
+            want: [json!(TEXT), json!("-0.000"), Value::Null],
+            arrow: "string",
+            duck: "VARCHAR",
+        },
+        Col {
+            name: "dhuge",
             schema: json!({"type": ["null", "number"], "multipleOf": 1, "maximum": 1e100}),
-            raw: [TEXT, "\"-7\"", "null"],
-            want: [json!(TEXT), json!("-7"), Value::Null],
+            raw: [HUGE, "\"-7\"", "null"],
+            want: [json!(HUGE), json!("-7"), Value::Null],
             arrow: "string",
             duck: "VARCHAR",
         },
