@@ -346,7 +346,10 @@ fn exact_double(raw: &str) -> Result<f64, String> {
         return Err(format!("{} is beyond a double's range", clip(raw)));
     }
     let sig = significant(t);
-    if sig.0.len() > 15 && sig != significant(&format!("{v:e}")) {
+    // Up to 15 significant digits always survive a normal double; beyond, and for underflow
+    // to zero or to a subnormal (fewer bits), compare the digits of the double's spelling.
+    let check = sig.0.len() > 15 || v == 0.0 || !v.is_normal();
+    if check && sig != significant(&format!("{v:e}")) {
         return Err(format!(
             "{} cannot be held exactly by a double (declare the column with a multipleOf to keep it as a decimal)",
             clip(raw)
@@ -521,6 +524,11 @@ mod tests {
         );
         assert!(exact_double("12345678901234567890").is_err());
         assert!(exact_double("1e400").is_err());
+        assert!(exact_double("1e-400").is_err());
+        assert!(exact_double("1.2345678e-320").is_err());
+        assert_eq!(exact_double("0").unwrap(), 0.0);
+        assert_eq!(exact_double("-0.0").unwrap(), 0.0);
+        assert_eq!(exact_double("5e-324").unwrap(), 5e-324);
         assert_eq!(
             exact_double("9007199254740992").unwrap(),
             9_007_199_254_740_992.0
