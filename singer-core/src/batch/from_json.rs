@@ -372,6 +372,9 @@ fn significant(t: &str) -> (String, i64) {
         .trim_start_matches('0')
         .trim_end_matches('0')
         .to_string();
+    if digits.is_empty() {
+        return (digits, 0); // every zero is the same zero
+    }
     (digits, int.len() as i64 - lead as i64 + exp)
 }
 
