@@ -6,7 +6,8 @@
 //! 1. the raw limit: `mariadb --quick --batch | psql COPY` into matching tables (NULLs as
 //!    `NULL`, which the data never holds as text);
 //! 2. tap-mysql FULL_TABLE to /dev/null;
-//! 3. target-postgres from a file of the tap's output;
+//! 3. target-postgres from a file of the tap's output, and target-parquet from the same file
+//!    (its rows counted back with pyarrow when the interop venv exists);
 //! 4. the shell pipe `tap-mysql | target-postgres`;
 //! 5. the same pipe with the tap writing BATCH files (`batch_config`: Parquet, zstd, 100,000
 //!    rows per file, or a quarter of N when smaller so small runs write several files, in a
@@ -102,11 +103,15 @@ pub(crate) fn run(args: &[String]) -> Result {
     let with_peers = args.iter().any(|a| a == "--peers");
     let release = !args.iter().any(|a| a == "--debug");
     services::run()?;
-    let (dir, bin) =
-        crate::bench::prepare_profile("e2e", &["singer", "tap-mysql", "target-postgres"], release)?;
+    let (dir, bin) = crate::bench::prepare_profile(
+        "e2e",
+        &["singer", "tap-mysql", "target-postgres", "target-parquet"],
+        release,
+    )?;
     seed(rows)?;
     seed_small()?;
     let files = Files::write(&dir, &bin, rows)?;
+    let lake = crate::bench_lake::Lake::write(&dir, &bin)?;
     let total = rows + 10_000;
     let mut peers = if with_peers {
         Some(PeerBench::prepare(&dir)?)
@@ -117,6 +122,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     let mut raw = Stage::new("raw limit: mariadb --quick --batch | psql COPY");
     let mut tap = Stage::new("tap-mysql > /dev/null");
     let mut target = Stage::new("target-postgres --input (file of the tap's output)");
+    let mut parquet = Stage::new("target-parquet --input (file of the tap's output)");
     let mut pipe = Stage::new("shell pipe: tap-mysql | target-postgres");
     let mut batch = Stage::new(format!(
         "shell pipe, BATCH: tap-mysql (Parquet, zstd, {} rows per file) | target-postgres",
@@ -162,6 +168,16 @@ pub(crate) fn run(args: &[String]) -> Result {
         target.secs.push(s);
         target.rss_kb.push(kb);
         verify(LOAD_SCHEMA, rows)?;
+
+        let (s, kb) = timed(&lake.argv(&tap_file)?)?;
+        parquet.secs.push(s);
+        parquet.rss_kb.push(kb);
+        match lake.count_rows()? {
+            Some(n) if n == total => {}
+            Some(n) => return Err(format!("target-parquet wrote {n} rows, not {total}")),
+            None => parquet
+                .note("rows not counted back: no pyarrow venv (`cargo xtask interop`)".into()),
+        }
 
         drop_load_schema()?;
         let (s, _) = timed(&sh_pipefail(&measured_pipe(
@@ -209,7 +225,9 @@ pub(crate) fn run(args: &[String]) -> Result {
         report,
         "| {total} rows ({rows} mixed + 10000 small), median of {runs} | seconds | rows/s | vs raw | peak RSS (largest process; our pipes: each process; the peers' pipes: the target) |\n|---|---|---|---|---|"
     );
-    let mut stages = vec![&raw, &tap, &target, &pipe, &batch, &singer, &upsert];
+    let mut stages = vec![
+        &raw, &tap, &target, &parquet, &pipe, &batch, &singer, &upsert,
+    ];
     if let Some(p) = &peers {
         stages.extend(p.stages.iter());
     }

@@ -30,6 +30,7 @@ macro_rules! step {
 mod apt;
 mod bench;
 mod bench_e2e;
+mod bench_lake;
 mod bench_mysql;
 mod bench_peers;
 mod bench_peers_pg;
