@@ -15,6 +15,7 @@
 //!   included, and `infinity` ([`values`]); `validate_records` is the SDK's, whose `date`
 //!   and `date-time` formats accept the same forms ([`singer_core::dates`]).
 
+pub mod buffers;
 pub mod config;
 pub mod connect;
 pub mod encode;
@@ -124,8 +125,9 @@ impl Target for PostgresTarget {
             &spec,
             self.sequence_base,
         )?;
-        let loader =
-            PgLoader::open(&stream, self.config.clone(), client, model, &spec, opts).await?;
+        let loader = PgLoader::open(&stream, self.config.clone(), client, model, &spec, opts)
+            .await?
+            .with_buffers(sink.buffers());
         tracing::info!(stream = %stream, schema = %schema, table = %table, "stream routed");
         Ok((sink, loader))
     }

@@ -33,6 +33,8 @@ const PARALLEL_MIN_BYTES: usize = 1 << 20;
 
 /// A stream's loader.
 pub struct PgLoader {
+    /// Where committed COPY buffers go back to the sink.
+    buffers: Option<crate::buffers::BufferPool>,
     stream: String,
     config: Arc<Config>,
     client: Client,
@@ -61,6 +63,7 @@ impl PgLoader {
     ) -> Result<Self, SdkError> {
         let hard_delete = config.hard_delete;
         let mut loader = Self {
+            buffers: None,
             stream: stream.to_string(),
             config,
             client,
@@ -257,6 +260,11 @@ impl Loader for PgLoader {
                 self.loaded_versions.push(v);
             }
         }
+        if let Some(pool) = &self.buffers {
+            for part in batch.parts {
+                pool.give(part.data);
+            }
+        }
         Ok(())
     }
 
@@ -285,6 +293,12 @@ impl Loader for PgLoader {
 }
 
 impl PgLoader {
+    /// Hands committed COPY buffers back to `pool` for the sink to refill.
+    pub(crate) fn with_buffers(mut self, pool: crate::buffers::BufferPool) -> Self {
+        self.buffers = Some(pool);
+        self
+    }
+
     /// Marks or deletes the rows of versions older than `version`.
     async fn retire(&mut self, version: i64) -> Result<(), SdkError> {
         let table = self.model.qualified();

@@ -20,6 +20,7 @@ use singer_core::sdk::target::{ArrowRows, StreamSink, StreamSpec};
 use singer_core::validate::RecordValidator;
 
 use crate::Config;
+use crate::buffers::BufferPool;
 use crate::encode::{self, NulPolicy};
 use crate::loader::PgLoader;
 use crate::model::{Active, Meta, PlanOptions, Source, TableModel, plan};
@@ -82,7 +83,8 @@ struct Shard {
 /// A stream's sink.
 pub struct PgSink {
     stream: String,
-    capacity: usize,
+    /// COPY buffers, new or handed back by the loader.
+    buffers: BufferPool,
     /// A shard holding this many bytes is closed into a part (`batch_size_bytes`).
     max_bytes: usize,
     model: TableModel,
@@ -125,14 +127,15 @@ impl PgSink {
         // Reserve the whole batch up front: untouched pages cost no memory, and the buffer
         // never reallocates (doubling would briefly hold two copies).
         let capacity = config.batch_size_bytes.saturating_add(1 << 20);
+        let buffers = BufferPool::new(capacity);
         let shards = (0..config.stream_connections.max(1))
             .map(|_| Shard {
-                data: Vec::with_capacity(capacity),
+                data: buffers.take(),
                 lines: Vec::new(),
             })
             .collect();
         let mut sink = Self {
-            capacity,
+            buffers,
             max_bytes: config.batch_size_bytes,
             stream: stream.to_string(),
             model,
@@ -157,6 +160,11 @@ impl PgSink {
         };
         sink.replan(spec)?;
         Ok(sink)
+    }
+
+    /// The pool the loader hands committed buffers back to.
+    pub(crate) fn buffers(&self) -> BufferPool {
+        self.buffers.clone()
     }
 
     fn replan(&mut self, spec: &StreamSpec) -> Result<(), SdkError> {
@@ -312,7 +320,7 @@ impl PgSink {
             into.push(Part {
                 shard,
                 columns: self.columns.clone(),
-                data: std::mem::replace(&mut buf.data, Vec::with_capacity(self.capacity)).into(),
+                data: std::mem::replace(&mut buf.data, self.buffers.take()).into(),
                 lines: std::mem::take(&mut buf.lines),
             });
         }
