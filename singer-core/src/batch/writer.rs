@@ -22,6 +22,9 @@ use super::location::file_url;
 use crate::message::{BatchEncoding, BatchMessage};
 use crate::schema::StreamSchema;
 
+/// Writers made by this process, numbered into file names.
+static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Rows per Arrow batch handed to the Parquet writer.
 const ARROW_BATCH_ROWS: usize = 8 * 1024;
 /// Rows per Parquet row group.
@@ -105,7 +108,14 @@ impl BatchWriter {
             config: config.clone(),
             schema: Arc::new(BatchSchema::new(schema)),
             version: None,
-            stem: format!("{}{safe}-{millis}-{}", config.prefix, std::process::id()),
+            // Time, process and a per-process writer number: two writers of one stream made
+            // in the same millisecond never name the same file.
+            stem: format!(
+                "{}{safe}-{millis}-{}-{}",
+                config.prefix,
+                std::process::id(),
+                WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             seq: 0,
             current: None,
         })

@@ -287,6 +287,30 @@ fn object_store_roots_upload_and_read_back() {
     );
 }
 
+/// Two writers of one stream made at once (same millisecond, same process) name different
+/// files.
+#[test]
+fn writers_never_share_a_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BatchConfig::from_value(&json!({
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "storage": {"root": dir.path().to_str().unwrap()}
+    }))
+    .unwrap();
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let mut w = BatchWriter::new("shop-orders", &schema(), &config).unwrap();
+        w.write(&RawValue::from_string(r#"{"id":1}"#.into()).unwrap())
+            .unwrap();
+        let m = w.flush().unwrap().unwrap();
+        assert!(
+            names.insert(m.manifest[0].clone()),
+            "{} twice",
+            m.manifest[0]
+        );
+    }
+}
+
 #[test]
 fn arrow_schema_is_shared() {
     let bs = Arc::new(BatchSchema::new(&schema()));
