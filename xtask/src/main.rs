@@ -12,6 +12,7 @@
 //! - [`interop`]: Python virtualenvs with reference Singer connectors for interop tests
 //! - [`test`], [`demo`] (with [`demo_pg`]), [`bench`]: the user-facing tasks
 //! - [`pg_private`]: a private PostgreSQL instance for benchmarks that need `wal_level=logical`
+//! - [`fresh_check`] (with [`fresh_root`]): the README's commands on a bare Debian root
 //! - [`json`]: the little JSON this crate writes
 
 // xtask is a developer tool whose job is to print reports (stdout) and progress (stderr).
@@ -41,6 +42,8 @@ mod bench_tap_pg;
 mod bench_tap_pg_cdc;
 mod demo;
 mod demo_pg;
+mod fresh_check;
+mod fresh_root;
 mod interop;
 mod json;
 mod mariadb;
@@ -90,6 +93,12 @@ Commands:
              pipelinewise-tap-postgres and meltanolabs-tap-postgres (PyPI, target/interop)
              on min(N, 100,000) rows and lists every value that differs from ours;
              --flat measures peak memory again at 5N rows; --debug as for bench e2e
+  fresh-check [--skip-test] [--rebuild-root]
+             Run the README's commands on a bare Debian 12 root (debootstrap, cached under
+             target/fresh-check/) in its own network, mount and PID namespaces, with only the
+             host's Rust toolchain: proves the install path of `services` and `interop`.
+             Reports each step's wall time in target/fresh-check/report.md. Needs root.
+             --skip-test runs all but `cargo xtask test`; --rebuild-root re-runs debootstrap
   help       Print this help
 ";
 
@@ -104,6 +113,7 @@ fn main() -> ExitCode {
         "interop" => no_args(command, rest).and_then(|()| interop::run().map(drop)),
         "test" => test::run(rest),
         "demo" => no_args(command, rest).and_then(|()| demo::run()),
+        "fresh-check" => fresh_check::run(rest),
         "bench" => match rest.split_first() {
             Some((what, more)) if what == "target-postgres" => bench_pg::run(more),
             Some((what, more)) if what == "tap-mysql" => bench_mysql::run(more),
