@@ -57,6 +57,9 @@ fn start() -> Result {
             .run_logged(&log)?;
     }
     let log_arg = log.display().to_string();
+    let logged_before = std::fs::metadata(&log).map_or(0, |m| m.len());
+    // `--user=mysql`: Debian's own configuration leaves `user = mysql` commented out (its
+    // systemd unit sets the user), and mariadbd started as root refuses to run without it.
     Cmd::new("start-stop-daemon")
         .args([
             "--start",
@@ -66,16 +69,31 @@ fn start() -> Result {
             &log_arg,
             "--exec",
             SERVER,
+            "--",
+            "--user=mysql",
         ])
         .run_logged(&log)?;
-    if process::wait_until(60, is_alive) {
+    let aborted = || log_since(&log, logged_before).contains("[ERROR] Aborting");
+    if process::wait_until(60, || is_alive() || aborted()) && is_alive() {
         step!("mariadb: listening on {HOST}:{PORT}");
-        Ok(())
-    } else {
-        Err(format!(
-            "MariaDB did not listen on {HOST}:{PORT} within 60 s; see {log_arg}"
-        ))
+        return Ok(());
     }
+    let text = log_since(&log, logged_before);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+    let what = if aborted() {
+        "exited at start".to_owned()
+    } else {
+        format!("did not listen on {HOST}:{PORT} within 60 s")
+    };
+    Err(format!("MariaDB {what}; last lines of {log_arg}:\n{tail}"))
+}
+
+/// What `log` gained after its first `offset` bytes.
+fn log_since(log: &Path, offset: u64) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    String::from_utf8_lossy(text.get(start..).unwrap_or_default()).into_owned()
 }
 
 /// The client as `root` over TCP, empty password, never prompting.
