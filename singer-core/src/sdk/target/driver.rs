@@ -1,5 +1,6 @@
 //! The loop that reads messages, routes records to stream sinks, hands batches to loader
-//! tasks and echoes states once they are safe.
+//! tasks and echoes states once they are safe. A stop signal ends the reading as the end of
+//! input does, except that loaders hear the input was cut short ([`shutdown`]).
 //!
 //! Bookkeeping for the checkpoint rule: every message is identified by its input line number.
 //! For each stream we know the line of the oldest record not yet durable (first in-flight
@@ -17,6 +18,7 @@ use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
+use super::shutdown::{self, StopFlag};
 use super::{ArrowRows, BatchLimits, Loader, StreamSink, StreamSpec, Target};
 use crate::batch::{BatchSchema, Rows, for_each_rows, to_json};
 use crate::io::{ChunkReader, DEFAULT_MAX_LINE_BYTES, Line, MessageWriter, Next};
@@ -47,7 +49,10 @@ enum Cmd<B> {
     Load(B),
     Schema(Arc<StreamSpec>),
     Activate(i64),
-    Finish,
+    /// No more commands; `complete` is false when the input was cut short by a signal.
+    Finish {
+        complete: bool,
+    },
 }
 
 struct Done {
@@ -88,12 +93,21 @@ pub(super) fn run<T: Target>(
     mut target: T,
     input: Box<dyn Read + Send>,
     output: Box<dyn Write + Send>,
+    signals: bool,
 ) -> Result<RunSummary, SdkError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| SdkError::fatal("cannot start the async runtime", e))?;
+    let stop = if signals {
+        let flag = shutdown::listen(&rt, T::NAME, target.drain_timeout())
+            .map_err(|e| SdkError::fatal("cannot listen for SIGTERM and SIGINT", e))?;
+        Some(flag)
+    } else {
+        None
+    };
+    let stopped = || stop.as_ref().is_some_and(StopFlag::requested);
     rt.block_on(target.setup())?;
     let (done_tx, done_rx) = std_mpsc::channel();
     let mut driver = Driver {
@@ -112,10 +126,13 @@ pub(super) fn run<T: Target>(
         last_line: 0,
     };
     let reader = ChunkReader::spawn(input, DEFAULT_MAX_LINE_BYTES, CHUNK_BYTES);
-    loop {
+    'input: while !stopped() {
         match reader.next(driver.next_deadline())? {
             Next::Chunk(chunk) => {
                 for line in chunk.lines() {
+                    if stopped() {
+                        break 'input;
+                    }
                     driver.handle_line(line)?;
                 }
             }
@@ -125,7 +142,17 @@ pub(super) fn run<T: Target>(
         driver.cut_aged()?;
         driver.poll_done()?;
     }
-    driver.finish()
+    match stop.filter(StopFlag::requested) {
+        Some(flag) => {
+            tracing::warn!(
+                signal = flag.signal_name(),
+                last_line = driver.last_line,
+                "input stopped; committing every record read"
+            );
+            driver.finish(false)
+        }
+        None => driver.finish(true),
+    }
 }
 
 /// A row of a BATCH file as a record of its stream.
@@ -440,11 +467,13 @@ impl<T: Target> Driver<T> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<RunSummary, SdkError> {
+    /// Loads what is buffered, waits for every loader, echoes the last safe state. `complete`
+    /// is false when a signal stopped the input before its end.
+    fn finish(mut self, complete: bool) -> Result<RunSummary, SdkError> {
         let end = self.last_line + 1;
         for idx in 0..self.slots.len() {
             self.cut(idx)?;
-            self.send(idx, Cmd::Finish, end)?;
+            self.send(idx, Cmd::Finish { complete }, end)?;
         }
         while self.slots.iter().any(|s| !s.in_flight.is_empty()) {
             match self.done_rx.recv() {
@@ -469,13 +498,14 @@ async fn worker<L: Loader>(
     stream: String,
 ) {
     while let Some(cmd) = rx.recv().await {
-        let finish = matches!(cmd, Cmd::Finish);
+        let finish = matches!(cmd, Cmd::Finish { .. });
         let started = Instant::now();
         let (result, what) = match cmd {
             Cmd::Load(b) => (loader.load(b).await, "load"),
             Cmd::Schema(s) => (loader.update_schema(s).await, "schema"),
             Cmd::Activate(v) => (loader.activate_version(v).await, "activate_version"),
-            Cmd::Finish => (loader.finish().await, "finish"),
+            Cmd::Finish { complete: true } => (loader.finish().await, "finish"),
+            Cmd::Finish { complete: false } => (loader.finish_interrupted().await, "finish"),
         };
         if what == "load" && result.is_ok() {
             Metric::timer(

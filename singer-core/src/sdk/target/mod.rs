@@ -11,12 +11,16 @@
 //!   slow database slows the input (back-pressure) instead of growing buffers;
 //! - checkpoints: a STATE is echoed on stdout (as its bare value) only after every record that
 //!   preceded it in the input is durably loaded; when a later state is already safe, earlier
-//!   ones are skipped. On any error nothing more is echoed and the process exits non-zero.
+//!   ones are skipped. On any error nothing more is echoed and the process exits non-zero;
+//! - signals ([`run_target`]): SIGTERM or SIGINT stops the reading, commits every record read,
+//!   echoes the state that covers them and exits 0; a second signal or a drain longer than
+//!   [`Target::drain_timeout`] exits non-zero at once without echoing more.
 //!
 //! Delivery is at least once: after a crash the tap resumes from the last echoed state and may
 //! resend records that were already loaded, so loaders with keys must upsert.
 
 mod driver;
+mod shutdown;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -106,6 +110,12 @@ pub trait Target: Sized + Send + Sync + 'static {
     /// Batch limits; defaults to [`BatchLimits::default`].
     fn limits(&self) -> BatchLimits {
         BatchLimits::default()
+    }
+
+    /// After SIGTERM or SIGINT, how long committing what was read may take before the process
+    /// exits non-zero without it (default 30 s).
+    fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(30)
     }
 
     /// Whether records are validated against their JSON Schema (costly; default off).
@@ -208,6 +218,13 @@ pub trait Loader: Send + 'static {
     fn finish(&mut self) -> impl Future<Output = Result<(), SdkError>> + Send {
         async { Ok(()) }
     }
+
+    /// A signal stopped the input before its end: everything sent is loaded, but work that
+    /// needs the end of input (retiring the table versions a full copy replaces, when the
+    /// copy may be incomplete) must not run. Defaults to [`Self::finish`].
+    fn finish_interrupted(&mut self) -> impl Future<Output = Result<(), SdkError>> + Send {
+        self.finish()
+    }
 }
 
 /// Runs a target as a process.
@@ -240,7 +257,8 @@ pub fn run_target<T: Target>() -> ExitCode {
     }
 }
 
-/// Runs a target on stdin (or `input`) with config files, echoing state on stdout.
+/// Runs a target on stdin (or `input`) with config files, echoing state on stdout. SIGTERM and
+/// SIGINT drain the target (see the module documentation).
 pub fn run_target_with<T: Target>(
     config_paths: &[PathBuf],
     input: Option<&PathBuf>,
@@ -258,14 +276,14 @@ pub fn run_target_with<T: Target>(
         ),
         None => Box::new(std::io::stdin()),
     };
-    driver::run(target, reader, Box::new(std::io::stdout()))
+    driver::run(target, reader, Box::new(std::io::stdout()), true)
 }
 
-/// Runs a target on any reader and writer (for tests and embedding).
+/// Runs a target on any reader and writer (for tests and embedding); signals are left alone.
 pub fn run_target_on<T: Target>(
     target: T,
     input: Box<dyn std::io::Read + Send>,
     output: Box<dyn std::io::Write + Send>,
 ) -> Result<RunSummary, SdkError> {
-    driver::run(target, input, output)
+    driver::run(target, input, output, false)
 }
