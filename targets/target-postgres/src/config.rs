@@ -86,6 +86,18 @@ pub struct Config {
     /// batch commits on every connection or on none.
     #[serde(default = "default_connections")]
     pub stream_connections: usize,
+    /// Retries of a batch, schema change or ACTIVATE_VERSION after a retriable database error
+    /// (connection lost, server shutting down or restarting, serialization failure, deadlock),
+    /// each after reconnecting; 0 fails at once. The first connection is never retried.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Seconds before the first retry; each further retry waits twice as long, up to 30 s.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff_seconds: f64,
+    /// After SIGTERM or SIGINT, seconds the target may take to commit what it read before it
+    /// exits non-zero without it.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_seconds: f64,
     /// Delete rows instead of setting `_sdc_deleted_at` (ACTIVATE_VERSION and log-based deletes).
     #[serde(default)]
     pub hard_delete: bool,
@@ -123,6 +135,15 @@ fn default_connections() -> usize {
     1
 }
 fn default_age() -> f64 {
+    30.0
+}
+fn default_max_retries() -> u32 {
+    8
+}
+fn default_retry_backoff() -> f64 {
+    1.0
+}
+fn default_drain_timeout() -> f64 {
     30.0
 }
 fn default_true() -> bool {

@@ -6,9 +6,10 @@ use tokio_postgres::Client;
 
 use crate::config::{Config, SslMode};
 
-/// A database error with its class: connection failures and serialization conflicts are
-/// retriable, data errors are fatal. It shows the server's message, SQLSTATE, detail and
-/// context (which names the COPY line and column), never parameter values.
+/// A database error with its class: a lost connection, a server shutting down or starting, a
+/// serialization failure and a deadlock are retriable (see [`retriable_sqlstate`]); data,
+/// permission and every other error are fatal. It shows the server's message, SQLSTATE,
+/// detail and context (which names the COPY line and column), never parameter values.
 #[derive(Debug)]
 pub struct DbError(pub tokio_postgres::Error);
 
@@ -27,26 +28,45 @@ impl std::fmt::Display for DbError {
                 }
                 Ok(())
             }
-            None => write!(f, "{}", self.0),
+            None => match std::error::Error::source(&self.0) {
+                // "error connecting to server: Connection refused (os error 111)".
+                Some(cause) => write!(f, "{}: {cause}", self.0),
+                None => write!(f, "{}", self.0),
+            },
         }
     }
 }
 
 impl Classify for DbError {
     fn class(&self) -> ErrorClass {
-        match self.0.code().map(|c| c.code()) {
-            None => ErrorClass::Retriable,
-            Some(code)
-                if code.starts_with("08")
-                    || code == "40001"
-                    || code == "40P01"
-                    || code.starts_with("57P") =>
-            {
+        if let Some(code) = self.0.code() {
+            return if retriable_sqlstate(code.code()) {
                 ErrorClass::Retriable
-            }
-            Some(_) => ErrorClass::Fatal,
+            } else {
+                ErrorClass::Fatal
+            };
+        }
+        // No SQLSTATE: either the connection broke (closed, reset, refused, timed out) or the
+        // driver refused a value, which no retry mends.
+        let io = std::error::Error::source(&self.0).is_some_and(|c| c.is::<std::io::Error>());
+        if self.0.is_closed() || io {
+            ErrorClass::Retriable
+        } else {
+            ErrorClass::Fatal
         }
     }
+}
+
+/// SQLSTATEs worth a retry: connection exceptions (class 08), the server shutting down,
+/// crashing or starting (57P01 admin_shutdown, what `pg_terminate_backend` sends; 57P02
+/// crash_shutdown; 57P03 cannot_connect_now; 57P05 idle_session_timeout), a serialization
+/// failure (40001) and a deadlock (40P01). 57P04 (database dropped) is fatal.
+pub fn retriable_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "57P05"
+        )
 }
 
 /// Wraps a driver error with what was being done.
@@ -62,7 +82,12 @@ pub async fn connect(cfg: &Config) -> Result<Client, SdkError> {
         .user(&cfg.user)
         .dbname(&cfg.database)
         .application_name("target-postgres")
-        .connect_timeout(std::time::Duration::from_secs(30));
+        .connect_timeout(std::time::Duration::from_secs(30))
+        // A peer that vanished without closing (a host or network failure) is noticed within
+        // about 90 s of silence instead of the system's 2 hours, so the load can retry.
+        .keepalives_idle(std::time::Duration::from_secs(60))
+        .keepalives_interval(std::time::Duration::from_secs(10))
+        .keepalives_retries(3);
     if let Some(p) = &cfg.password {
         pg.password(p.expose());
     }

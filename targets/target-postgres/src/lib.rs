@@ -9,6 +9,9 @@
 //! - one transaction per batch; a STATE is echoed only after the transactions holding every
 //!   record before it committed (the SDK's rule); a large batch loads over several
 //!   connections at once, its rows split by key ([`sink`], [`loader`]);
+//! - a lost connection, a server restart, a serialization failure or a deadlock is retried
+//!   with backoff after reconnecting, and a COMMIT whose answer was lost is looked up by
+//!   transaction id, so nothing is loaded twice or lost ([`retry`]);
 //! - tables and columns follow the stream schema ([`model`], [`types`]), widening in place
 //!   and never dropping or rewriting data; names are kept as given ([`names`]);
 //! - dates and timestamps load exactly over PostgreSQL's whole range, BC and beyond 9999
@@ -23,13 +26,14 @@ pub mod encode_arrow;
 pub mod loader;
 pub mod model;
 pub mod names;
+pub mod retry;
 pub mod sink;
 pub mod stage;
 pub mod types;
 pub mod values;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use singer_core::sdk::target::{BatchLimits, StreamSpec, Target};
 use singer_core::sdk::{About, SdkError};
@@ -38,12 +42,14 @@ pub use config::Config;
 use loader::PgLoader;
 use model::{PlanOptions, TableModel};
 use names::pg_name;
+use retry::{Retry, RetryPolicy};
 use sink::PgSink;
 
 /// The target.
 pub struct PostgresTarget {
     config: Arc<Config>,
     limits: BatchLimits,
+    retry: RetryPolicy,
     sequence_base: i64,
 }
 
@@ -84,6 +90,13 @@ impl Target for PostgresTarget {
             config.batch_size_bytes,
             config.max_batch_age_seconds,
         )?;
+        let retry = RetryPolicy::from_settings(config.max_retries, config.retry_backoff_seconds)?;
+        if !(config.drain_timeout_seconds > 0.0 && config.drain_timeout_seconds <= 86_400.0) {
+            return Err(SdkError::Config(format!(
+                "drain_timeout_seconds must be above 0 and at most 86400, not {}",
+                config.drain_timeout_seconds
+            )));
+        }
         // _sdc_sequence = seconds of the run start × 10^9 + input line: increasing across runs.
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -91,6 +104,7 @@ impl Target for PostgresTarget {
         Ok(Self {
             config: Arc::new(config),
             limits,
+            retry,
             sequence_base: secs * 1_000_000_000,
         })
     }
@@ -103,8 +117,13 @@ impl Target for PostgresTarget {
         self.config.validate_records
     }
 
+    fn drain_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.config.drain_timeout_seconds)
+    }
+
     async fn setup(&mut self) -> Result<(), SdkError> {
-        // Fail early, before reading input, when the database is unreachable.
+        // Fail early, before reading input, when the database is unreachable (not retried: a
+        // wrong host or port fails at once).
         connect::connect(&self.config).await.map(|_| ())
     }
 
@@ -112,8 +131,19 @@ impl Target for PostgresTarget {
         let stream = spec.message.stream.clone();
         let (schema, table) = self.config.route(&stream);
         let (schema, table) = (pg_name(&schema), pg_name(&table));
-        let client = connect::connect(&self.config).await?;
-        let model: TableModel = loader::introspect(&client, &schema, &table).await?;
+        let mut retry = Retry::new(self.retry, "connecting");
+        let (client, model): (_, TableModel) = loop {
+            let opened = async {
+                let client = connect::connect(&self.config).await?;
+                let model = loader::introspect(&client, &schema, &table).await?;
+                Ok::<_, SdkError>((client, model))
+            }
+            .await;
+            match opened {
+                Ok(opened) => break opened,
+                Err(e) => retry.wait(&stream, e).await?,
+            }
+        };
         let opts = PlanOptions {
             metadata: self.config.add_record_metadata,
         };
@@ -125,9 +155,17 @@ impl Target for PostgresTarget {
             &spec,
             self.sequence_base,
         )?;
-        let loader = PgLoader::open(&stream, self.config.clone(), client, model, &spec, opts)
-            .await?
-            .with_buffers(sink.buffers());
+        let loader = PgLoader::open(
+            &stream,
+            self.config.clone(),
+            client,
+            model,
+            &spec,
+            opts,
+            self.retry,
+        )
+        .await?
+        .with_buffers(sink.buffers());
         tracing::info!(stream = %stream, schema = %schema, table = %table, "stream routed");
         Ok((sink, loader))
     }

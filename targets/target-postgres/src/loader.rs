@@ -12,6 +12,12 @@
 //! send one when a full copy starts) is deferred to the next ACTIVATE_VERSION or the end of
 //! input: applied at once, it would mark every row deleted only for the copy to unmark each
 //! one again, doubling the writes of a re-copy and showing a table of deleted rows meanwhile.
+//! When a signal cuts the input short, the deferred one is not applied: the copy it belongs to
+//! may be incomplete.
+//!
+//! Retriable errors (a lost connection, a server restart, a serialization failure, a
+//! deadlock) are retried after reconnecting; a COMMIT whose answer was lost is looked up by
+//! transaction id before anything is loaded again ([`crate::retry`]).
 
 use std::sync::Arc;
 
@@ -24,6 +30,7 @@ use crate::Config;
 use crate::connect::{self, db_error};
 use crate::model::{Active, Meta, PlanOptions, TableModel, plan};
 use crate::names::quote;
+use crate::retry::{self, Retry, RetryPolicy, Txn};
 use crate::sink::{Batch, Part};
 use crate::stage::{Path, Stage};
 use crate::types::PgType;
@@ -50,6 +57,8 @@ pub struct PgLoader {
     loaded_versions: Vec<i64>,
     /// An ACTIVATE_VERSION that came before its records, applied later.
     deferred: Option<i64>,
+    /// Retries after retriable errors.
+    retry: RetryPolicy,
 }
 
 impl PgLoader {
@@ -60,6 +69,7 @@ impl PgLoader {
         model: TableModel,
         spec: &StreamSpec,
         opts: PlanOptions,
+        retry: RetryPolicy,
     ) -> Result<Self, SdkError> {
         let hard_delete = config.hard_delete;
         let mut loader = Self {
@@ -75,19 +85,38 @@ impl PgLoader {
             direct: false,
             loaded_versions: Vec::new(),
             deferred: None,
+            retry,
         };
-        loader.apply(spec).await?;
+        let mut retry = Retry::new(retry, "opening the table");
+        loop {
+            let opened = async {
+                loader.apply(spec).await?;
+                loader.table_is_empty().await
+            }
+            .await;
+            match opened {
+                Ok(empty) => {
+                    loader.direct = !loader.keys.is_empty() && empty;
+                    return Ok(loader);
+                }
+                Err(e) => {
+                    loader.recover_after(&mut retry, e, None).await?;
+                }
+            }
+        }
+    }
+
+    async fn table_is_empty(&self) -> Result<bool, SdkError> {
         let empty = format!(
             "SELECT NOT EXISTS (SELECT 1 FROM {})",
-            loader.model.qualified()
+            self.model.qualified()
         );
-        let row = loader
+        let row = self
             .client
             .query_one(&empty, &[])
             .await
-            .map_err(|e| db_error(format!("stream `{stream}`: {empty}"), e))?;
-        loader.direct = !loader.keys.is_empty() && row.get::<_, bool>(0);
-        Ok(loader)
+            .map_err(|e| db_error(format!("stream `{}`: {empty}", self.stream), e))?;
+        Ok(row.get::<_, bool>(0))
     }
 
     async fn apply(&mut self, spec: &StreamSpec) -> Result<(), SdkError> {
@@ -140,10 +169,7 @@ impl PgLoader {
 
     /// Every part on the first connection, in order, in one transaction.
     async fn load_serial(&mut self, batch: &Batch) -> Result<(), SdkError> {
-        self.client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| db_error(format!("stream `{}`: BEGIN", self.stream), e))?;
+        let txn = retry::begin(&self.client, || format!("stream `{}`: BEGIN", self.stream)).await?;
         let mut result = Ok(());
         for part in &batch.parts {
             result = self.widen_for(batch, &part.columns).await;
@@ -166,10 +192,10 @@ impl PgLoader {
             let _ = self.client.batch_execute("ROLLBACK").await;
             return result;
         }
-        self.client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| self.stage().error(batch, "COMMIT", e))
+        self.client.batch_execute("COMMIT").await.map_err(|e| {
+            let context = self.stage().context_for(batch, "COMMIT");
+            retry::commit_failed(context, e, txn, shards_of(batch), Vec::new())
+        })
     }
 
     /// Each shard's parts on its own connection, at once; all commit or all roll back.
@@ -184,23 +210,21 @@ impl PgLoader {
             let stage = &stage;
             let parts: Vec<&Part> = batch.parts.iter().filter(|p| p.shard == shard).collect();
             async move {
-                client
-                    .batch_execute("BEGIN")
-                    .await
-                    .map_err(|e| stage.error(batch, "BEGIN", e))?;
+                let txn = retry::begin(client, || stage.context_for(batch, "BEGIN")).await?;
                 let mut path = if direct { Path::Direct } else { Path::Staged };
                 for part in parts {
                     path = stage
                         .load(client, batch, part, path == Path::Direct)
                         .await?;
                 }
-                Ok::<Path, SdkError>(path)
+                Ok::<(Path, Txn), SdkError>((path, txn))
             }
         });
         // Every shard finishes before any commits or rolls back.
-        let paths: Result<Vec<Path>, SdkError> = join_all(runs).await.into_iter().collect();
-        let paths = match paths {
-            Ok(paths) => paths,
+        let shard_runs: Result<Vec<(Path, Txn)>, SdkError> =
+            join_all(runs).await.into_iter().collect();
+        let (paths, txns): (Vec<Path>, Vec<Txn>) = match shard_runs {
+            Ok(runs) => runs.into_iter().unzip(),
             Err(e) => {
                 for client in &clients {
                     // Best effort: the run stops on this error anyway.
@@ -212,12 +236,19 @@ impl PgLoader {
         for (shard, client) in clients.iter().enumerate() {
             if let Err(e) = client.batch_execute("COMMIT").await {
                 if shard > 0 {
-                    tracing::warn!(stream = %self.stream, shard, "a shard failed to commit after others did: their rows are loaded, the state does not move past them");
+                    tracing::warn!(stream = %self.stream, shard, "a shard failed to commit after others did: their rows are loaded, the state does not move past them until the other shards load");
                 }
                 for client in &clients[shard + 1..] {
                     let _ = client.batch_execute("ROLLBACK").await;
                 }
-                return Err(stage.error(batch, "COMMIT", e));
+                let context = stage.context_for(batch, "COMMIT");
+                return Err(retry::commit_failed(
+                    context,
+                    e,
+                    txns[shard],
+                    vec![shard],
+                    (0..shard).collect(),
+                ));
             }
         }
         self.direct = paths.iter().all(|p| *p == Path::Direct);
@@ -254,7 +285,7 @@ impl Loader for PgLoader {
     type Batch = Batch;
 
     async fn load(&mut self, batch: Batch) -> Result<(), SdkError> {
-        self.load_batch(&batch).await?;
+        self.load_retrying(&batch).await?;
         for v in batch.versions {
             if !self.loaded_versions.contains(&v) {
                 self.loaded_versions.push(v);
@@ -269,7 +300,11 @@ impl Loader for PgLoader {
     }
 
     async fn update_schema(&mut self, spec: Arc<StreamSpec>) -> Result<(), SdkError> {
-        self.apply(&spec).await
+        let mut retry = Retry::new(self.retry, "schema change");
+        while let Err(e) = self.apply(&spec).await {
+            self.recover_after(&mut retry, e, None).await?;
+        }
+        Ok(())
     }
 
     async fn activate_version(&mut self, version: i64) -> Result<(), SdkError> {
@@ -281,14 +316,21 @@ impl Loader for PgLoader {
         if self.deferred.is_some_and(|d| d <= version) {
             self.deferred = None;
         }
-        self.retire(version).await
+        self.retire_retrying(version).await
     }
 
     async fn finish(&mut self) -> Result<(), SdkError> {
         match self.deferred.take() {
-            Some(version) => self.retire(version).await,
+            Some(version) => self.retire_retrying(version).await,
             None => Ok(()),
         }
+    }
+
+    async fn finish_interrupted(&mut self) -> Result<(), SdkError> {
+        if let Some(version) = self.deferred.take() {
+            tracing::warn!(stream = %self.stream, version, "input stopped by a signal: ACTIVATE_VERSION not applied, its copy may be incomplete");
+        }
+        Ok(())
     }
 }
 
@@ -297,6 +339,86 @@ impl PgLoader {
     pub(crate) fn with_buffers(mut self, pool: crate::buffers::BufferPool) -> Self {
         self.buffers = Some(pool);
         self
+    }
+
+    /// Loads a batch, retrying retriable failures. After a lost COMMIT only the shards that did
+    /// not commit are loaded again; the batch is loaded when every shard committed.
+    async fn load_retrying(&mut self, batch: &Batch) -> Result<(), SdkError> {
+        let mut retry = Retry::new(self.retry, "load");
+        let mut committed: Vec<usize> = Vec::new();
+        let mut rest: Option<Batch> = None;
+        loop {
+            let Err(e) = self.load_batch(rest.as_ref().unwrap_or(batch)).await else {
+                return Ok(());
+            };
+            let lost =
+                retry::lost_commit(&e).map(|c| (c.txn, c.shards.clone(), c.committed.clone()));
+            let outcome = self
+                .recover_after(&mut retry, e, lost.as_ref().map(|l| l.0))
+                .await?;
+            if let Some((txn, shards, before)) = lost {
+                committed.extend(before);
+                if outcome == Some(true) {
+                    committed.extend(shards);
+                }
+                tracing::warn!(stream = %self.stream, xid = txn.xid, committed = outcome == Some(true), "the answer to a COMMIT was lost; the server says whether it committed");
+            }
+            if !committed.is_empty() {
+                let left = retry::without_shards(batch, &committed);
+                if left.parts.is_empty() {
+                    return Ok(());
+                }
+                rest = Some(left);
+            }
+        }
+    }
+
+    /// Runs ACTIVATE_VERSION, retrying retriable failures (its statements are idempotent).
+    async fn retire_retrying(&mut self, version: i64) -> Result<(), SdkError> {
+        let mut retry = Retry::new(self.retry, "ACTIVATE_VERSION");
+        while let Err(e) = self.retire(version).await {
+            self.recover_after(&mut retry, e, None).await?;
+        }
+        Ok(())
+    }
+
+    /// After `err`: unless it is fatal or the retries are spent, waits, then makes the stream's
+    /// connections usable again ([`Self::recover`]), waiting again whenever that fails.
+    /// Returns whether `lost`, a transaction whose COMMIT answer was lost, committed.
+    async fn recover_after(
+        &mut self,
+        retry: &mut Retry,
+        err: SdkError,
+        lost: Option<Txn>,
+    ) -> Result<Option<bool>, SdkError> {
+        let mut err = err;
+        loop {
+            retry.wait(&self.stream, err).await?;
+            match self.recover(lost).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) => err = e,
+            }
+        }
+    }
+
+    /// Reopens lost connections, learns whether `lost` committed, then re-reads the table's
+    /// definition (a DDL statement or a widening may or may not have committed).
+    async fn recover(&mut self, lost: Option<Txn>) -> Result<Option<bool>, SdkError> {
+        if !usable(&self.client).await {
+            self.client = connect::connect(&self.config).await?;
+        }
+        for i in 0..self.extra.len() {
+            if !usable(&self.extra[i]).await {
+                self.extra[i] = connect::connect(&self.config).await?;
+            }
+        }
+        let outcome = match lost {
+            Some(txn) => Some(retry::committed(&self.client, &self.stream, txn).await?),
+            None => None,
+        };
+        let (schema, table) = (self.model.schema.clone(), self.model.table.clone());
+        self.model = introspect(&self.client, &schema, &table).await?;
+        Ok(outcome)
     }
 
     /// Marks or deletes the rows of versions older than `version`.
@@ -325,6 +447,20 @@ impl PgLoader {
         tracing::info!(stream = %self.stream, version, rows = n, hard = self.hard_delete, "older table versions retired");
         Ok(())
     }
+}
+
+/// The shards a batch's parts load on.
+fn shards_of(batch: &Batch) -> Vec<usize> {
+    let mut shards: Vec<usize> = batch.parts.iter().map(|p| p.shard).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    shards
+}
+
+/// Whether a connection still works. The failed step already rolled back what it had open on
+/// it; a session left in a failed transaction fails the check and is replaced.
+async fn usable(client: &Client) -> bool {
+    !client.is_closed() && client.batch_execute("SELECT 1").await.is_ok()
 }
 
 /// Reads a table's columns and primary key; an absent table gives an absent model.

@@ -176,8 +176,9 @@ fn a_number_beyond_numeric_range_names_its_column() {
     );
 }
 
-/// The server drops the target's connections mid-run: the target exits 1 with a message naming
-/// the stream, and no echoed state runs ahead of the committed rows.
+/// With retries off (`max_retries` 0), the server dropping the target's connections mid-run
+/// makes the target exit 1 with a message naming the stream, and no echoed state runs ahead of
+/// the committed rows. (With retries, see `resilience`.)
 #[test]
 fn a_dropped_connection_fails_cleanly() {
     // A database of its own, so terminating its connections touches no other test.
@@ -187,7 +188,8 @@ fn a_dropped_connection_fails_cleanly() {
     sql(&format!("CREATE DATABASE \"{db}\""));
     let (_dir, cfg) = config(
         &s,
-        json!({"database": db, "batch_size_rows": 200, "max_batch_age_seconds": 0.05}),
+        json!({"database": db, "batch_size_rows": 200, "max_batch_age_seconds": 0.05,
+            "max_retries": 0}),
     );
     let mut child = target(&cfg)
         .stdin(Stdio::piped())

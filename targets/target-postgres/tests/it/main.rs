@@ -8,10 +8,14 @@ mod batch_failures;
 mod conformance;
 mod dates;
 mod failures;
+mod live;
 mod loading;
 mod meltano_batch;
 mod parallel;
+mod proxy;
+mod resilience;
 mod sdk_streams;
+mod signals;
 mod tls;
 
 use std::path::PathBuf;
