@@ -44,6 +44,11 @@ impl About {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// A Meltano plugin definition (YAML) naming `executable`, for `meltano add --from-ref`.
+    pub fn to_meltano(&self, executable: &str) -> String {
+        super::meltano::plugin_definition(self, executable)
+    }
+
     /// Markdown with a settings table, as connector READMEs embed it.
     pub fn to_markdown(&self) -> String {
         let mut out = format!(

@@ -11,6 +11,8 @@ pub enum AboutFormat {
     Json,
     /// Markdown with a settings table.
     Markdown,
+    /// A Meltano plugin definition (YAML) for `meltano add <type> <name> --from-ref FILE`.
+    Meltano,
 }
 
 /// Flags every connector has.

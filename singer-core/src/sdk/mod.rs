@@ -8,7 +8,8 @@
 //!   is echoed only after every record before it is durable.
 //! - [`full_table`] and [`incremental`]: the bookmarks of a resumable FULL_TABLE copy in key
 //!   order and of an INCREMENTAL read.
-//! - [`about`]: `--about` output. [`config`]: merged config files. [`logging`]: stderr logs.
+//! - [`about`]: `--about` output (JSON, Markdown, or a Meltano plugin definition for
+//!   `meltano add --from-ref`). [`config`]: merged config files. [`logging`]: stderr logs.
 
 pub mod about;
 pub mod cli;
@@ -17,6 +18,7 @@ mod error;
 pub mod full_table;
 pub mod incremental;
 pub mod logging;
+mod meltano;
 pub mod tap;
 pub mod target;
 

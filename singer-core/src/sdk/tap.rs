@@ -311,6 +311,13 @@ pub(crate) fn print_about(
     let text = match format {
         AboutFormat::Json => about.to_json(),
         AboutFormat::Markdown => about.to_markdown(),
+        AboutFormat::Meltano => {
+            // Absolute, so Meltano runs this very binary and needs no PATH or pip_url.
+            let exe = std::env::current_exe()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| about.name.clone());
+            about.to_meltano(&exe)
+        }
     };
     out.write_all(text.as_bytes()).map_err(SdkError::stdout)?;
     out.write_all(b"\n").map_err(SdkError::stdout)?;
