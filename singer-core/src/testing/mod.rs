@@ -1,9 +1,11 @@
 //! The conformance kit (feature `testing`): loads the corpus in `specs/conformance` and runs
 //! its stream cases against any target executable; [`tap`] runs a tap executable for
-//! integration tests.
+//! integration tests; [`mariadb`] gives tests a database of their own, or a private MariaDB
+//! server with a row-based binlog.
 //!
 //! See specs/conformance/README.md for the format.
 
+pub mod mariadb;
 pub mod tap;
 
 use std::io::Write;

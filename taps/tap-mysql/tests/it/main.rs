@@ -2,8 +2,8 @@
 
 //! tap-mysql against real MariaDB servers: the shared one (`SINGER_MYSQL_URL`, default
 //! `mysql://root@127.0.0.1:3306/test`) for snapshots, and a private instance with a row-based
-//! binlog (see [`server::PrivateServer`]) for LOG_BASED. Every test works in a database of its
-//! own.
+//! binlog (see [`PrivateServer`], shared with other crates' tests in
+//! `singer_core::testing::mariadb`) for LOG_BASED. Every test works in a database of its own.
 
 mod batch;
 mod discovery;
@@ -11,14 +11,13 @@ mod full_table;
 mod incremental;
 mod interop;
 mod log_based;
-mod server;
 mod tls;
 mod types;
 
 use std::path::Path;
 
 use serde_json::Value;
-pub use server::{Db, PrivateServer};
+pub use singer_core::testing::mariadb::{Db, PrivateServer};
 use singer_core::testing::tap::{self, TapRun};
 pub use singer_core::testing::tap::{metadata, select, stream};
 

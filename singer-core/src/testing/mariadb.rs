@@ -1,5 +1,9 @@
-//! Test databases: a fresh database on the shared server, or a private MariaDB instance with a
-//! row-based binlog, started in a temporary directory on a free port and stopped on drop.
+//! MariaDB for integration tests: a fresh database on the shared server (`SINGER_MYSQL_URL`,
+//! default `mysql://root@127.0.0.1:3306/test`), or a private server with a row-based binlog,
+//! started in a temporary directory on a free port and stopped on drop (for LOG_BASED tests,
+//! which need server settings of their own). Used by tap-mysql's tests and by the
+//! orchestrator's Meltano interop tests. Everything runs the `mariadb` client and the
+//! `mariadbd`/`mariadb-install-db` binaries; every helper panics on failure, as tests do.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -11,9 +15,13 @@ use serde_json::{Value, json};
 
 /// A database of one test, on some server.
 pub struct Db {
+    /// Server host.
     pub host: String,
+    /// Server port.
     pub port: u16,
+    /// User (no password).
     pub user: String,
+    /// The database, `tm_<tag>_<pid>_<n>`; dropped with this value.
     pub name: String,
 }
 
@@ -22,11 +30,24 @@ impl Db {
     pub fn shared(tag: &str) -> Self {
         let url = std::env::var("SINGER_MYSQL_URL")
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-        let rest = url.split("://").nth(1).unwrap();
-        let (user, rest) = rest.split_once('@').unwrap();
-        let hostport = rest.split('/').next().unwrap();
+        let rest = url
+            .split("://")
+            .nth(1)
+            .expect("SINGER_MYSQL_URL is mysql://user@host:port/db");
+        let (user, rest) = rest
+            .split_once('@')
+            .expect("SINGER_MYSQL_URL is mysql://user@host:port/db");
+        let hostport = rest
+            .split('/')
+            .next()
+            .expect("SINGER_MYSQL_URL is mysql://user@host:port/db");
         let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-        Self::create(host, port.parse().unwrap(), user, tag)
+        Self::create(
+            host,
+            port.parse().expect("SINGER_MYSQL_URL has a numeric port"),
+            user,
+            tag,
+        )
     }
 
     fn create(host: &str, port: u16, user: &str, tag: &str) -> Self {
@@ -74,7 +95,12 @@ impl Db {
     }
 
     fn exec_admin(&self, sql: &str) {
-        let out = self.client().arg("-e").arg(sql).output().unwrap();
+        let out = self
+            .client()
+            .arg("-e")
+            .arg(sql)
+            .output()
+            .expect("cannot run the mariadb client");
         assert!(
             out.status.success(),
             "SQL failed: {sql}\n{}",
@@ -91,7 +117,7 @@ impl Db {
             .arg("-e")
             .arg(&full)
             .output()
-            .unwrap();
+            .expect("cannot run the mariadb client");
         assert!(
             out.status.success(),
             "SQL failed: {sql}\n{}",
@@ -107,14 +133,14 @@ impl Db {
             .arg("-e")
             .arg(sql)
             .output()
-            .unwrap();
+            .expect("cannot run the mariadb client");
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout)
-            .unwrap()
+            .expect("mariadb printed UTF-8")
             .lines()
             .map(str::to_string)
             .collect()
@@ -136,6 +162,7 @@ impl Drop for Db {
 /// `binlog_row_metadata`, listening on 127.0.0.1 only.
 pub struct PrivateServer {
     child: Child,
+    /// The port it listens on.
     pub port: u16,
     _dir: tempfile::TempDir,
 }
@@ -159,12 +186,12 @@ impl PrivateServer {
     /// Starts a server with extra `mariadbd` arguments. A port taken between choosing and
     /// binding it (tests start servers in parallel) is retried with another one.
     pub fn start_with(full_metadata: bool, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let data = dir.path().join("data");
         // Each server keeps its temporary files to itself: bootstraps running in parallel
         // otherwise collide on temporary table names in /tmp.
         let tmp = dir.path().join("tmp");
-        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::create_dir_all(&tmp).expect("cannot create a temporary directory");
         let out = Command::new(tool("mariadb-install-db"))
             .env("TMPDIR", &tmp)
             .arg("--no-defaults")
@@ -176,7 +203,7 @@ impl PrivateServer {
                 "--user=root",
             ])
             .output()
-            .unwrap();
+            .expect("cannot run mariadb-install-db");
         assert!(
             out.status.success(),
             "mariadb-install-db: {}",
@@ -213,12 +240,16 @@ impl PrivateServer {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap();
+                .expect("cannot start mariadbd");
             // Ready when the server answering on the port is this one (its data directory).
             let want = format!("{}/", data.display());
             let deadline = Instant::now() + Duration::from_secs(60);
             let ready = loop {
-                if child.try_wait().unwrap().is_some() {
+                if child
+                    .try_wait()
+                    .expect("cannot wait for mariadbd")
+                    .is_some()
+                {
                     break false; // exited: most likely the port was taken
                 }
                 let out = Command::new("mariadb")
@@ -267,8 +298,8 @@ impl Drop for PrivateServer {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("cannot bind a free port")
         .local_addr()
-        .unwrap()
+        .expect("a bound socket has an address")
         .port()
 }
