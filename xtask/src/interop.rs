@@ -45,6 +45,11 @@ const TAP_PG_MELTANO: Venv = Venv {
     name: "venv-tap-postgres-meltano",
     packages: &["meltanolabs-tap-postgres==0.10.0"],
 };
+/// Meltano, the orchestrator most Singer users run; our executables are its custom plugins.
+const MELTANO: Venv = Venv {
+    name: "venv-meltano",
+    packages: &["meltano==4.4.1"],
+};
 /// pyarrow and DuckDB, the readers target-parquet's files are checked with.
 const PARQUET: Venv = Venv {
     name: "venv-parquet",
@@ -109,7 +114,7 @@ fn interop_dir() -> PathBuf {
 /// Creates or refreshes the venvs and `env.json`; returns the path of `env.json`.
 pub(crate) fn run() -> Result<PathBuf> {
     let python_version = python_version()?;
-    for venv in [&JSONL, &SDK, &PG, &PARQUET, &TAP_PG_MELTANO] {
+    for venv in [&JSONL, &SDK, &PG, &PARQUET, &TAP_PG_MELTANO, &MELTANO] {
         venv.ensure(&python_version)?;
     }
     let streams = target_test_streams(&SDK.dir())?;
@@ -122,6 +127,7 @@ pub(crate) fn run() -> Result<PathBuf> {
         ("python_parquet", path_string(&PARQUET.bin("python"))),
         ("target_jsonl_py", path_string(&JSONL.bin("target-jsonl"))),
         ("target_csv_py", path_string(&SDK.bin("target-csv"))),
+        ("meltano", path_string(&MELTANO.bin("meltano"))),
         (
             "tap_postgres_meltano",
             path_string(&TAP_PG_MELTANO.bin("tap-postgres")),

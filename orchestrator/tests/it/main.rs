@@ -2,10 +2,13 @@
 
 //! `singer` with real processes: our taps and targets (built beside it by the workspace test
 //! run), Python ones from the interop venvs, and small scripted taps and targets that fail on
-//! purpose. Databases: the shared MariaDB and PostgreSQL, a database or schema per test.
+//! purpose; and Meltano running ours as custom plugins (`meltano`). Databases: the shared
+//! MariaDB and PostgreSQL, a database or schema per test, and private MariaDB servers where a
+//! test needs a binlog.
 
 mod commands;
 mod failures;
+mod meltano;
 mod pipelines;
 mod schedule;
 mod state_store;
