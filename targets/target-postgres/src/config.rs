@@ -83,9 +83,15 @@ pub struct Config {
     pub max_batch_age_seconds: f64,
     /// Connections each stream loads a large batch over, in parallel (1 to 16). Rows are split
     /// by a hash of their key, so all changes to one key stay on one connection, in order; a
-    /// batch commits on every connection or on none.
-    #[serde(default = "default_connections")]
-    pub stream_connections: usize,
+    /// batch commits on every connection or on none. Unset: keyed streams merge over 2
+    /// connections while the target holds fewer than [`AUTO_EXTRA_CONNECTIONS`] extra ones in
+    /// all, append-only streams load over 1.
+    #[serde(default)]
+    pub stream_connections: Option<usize>,
+    /// Compress the full-page images in the WAL that this target's writes cause (lz4), when
+    /// the server supports it, has it off, and lets this role set it for its session.
+    #[serde(default = "default_true")]
+    pub compress_wal: bool,
     /// Retries of a batch, schema change or ACTIVATE_VERSION after a retriable database error
     /// (connection lost, server shutting down or restarting, serialization failure, deadlock),
     /// each after reconnecting; 0 fails at once. The first connection is never retried.
@@ -131,9 +137,8 @@ fn default_rows() -> usize {
 fn default_bytes() -> usize {
     8 * 1024 * 1024
 }
-fn default_connections() -> usize {
-    1
-}
+/// Extra connections that streams without a `stream_connections` setting share.
+pub const AUTO_EXTRA_CONNECTIONS: usize = 2;
 fn default_age() -> f64 {
     30.0
 }

@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use singer_core::sdk::target::{BatchLimits, StreamSpec, Target};
 use singer_core::sdk::{About, SdkError};
+use tokio::sync::Semaphore;
 
 pub use config::Config;
 use loader::PgLoader;
@@ -51,6 +52,8 @@ pub struct PostgresTarget {
     limits: BatchLimits,
     retry: RetryPolicy,
     sequence_base: i64,
+    /// Extra connections the streams share when `stream_connections` is unset.
+    budget: Option<Arc<Semaphore>>,
 }
 
 impl Target for PostgresTarget {
@@ -79,10 +82,9 @@ impl Target for PostgresTarget {
     }
 
     fn new(config: Config) -> Result<Self, SdkError> {
-        if !(1..=16).contains(&config.stream_connections) {
+        if let Some(n) = config.stream_connections.filter(|n| !(1..=16).contains(n)) {
             return Err(SdkError::Config(format!(
-                "stream_connections must be between 1 and 16, not {}",
-                config.stream_connections
+                "stream_connections must be between 1 and 16, not {n}"
             )));
         }
         let limits = BatchLimits::from_settings(
@@ -102,10 +104,14 @@ impl Target for PostgresTarget {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         Ok(Self {
-            config: Arc::new(config),
             limits,
             retry,
             sequence_base: secs * 1_000_000_000,
+            budget: config
+                .stream_connections
+                .is_none()
+                .then(|| Arc::new(Semaphore::new(config::AUTO_EXTRA_CONNECTIONS))),
+            config: Arc::new(config),
         })
     }
 
@@ -165,7 +171,8 @@ impl Target for PostgresTarget {
             self.retry,
         )
         .await?
-        .with_buffers(sink.buffers());
+        .with_buffers(sink.buffers())
+        .with_budget(self.budget.clone());
         tracing::info!(stream = %stream, schema = %schema, table = %table, "stream routed");
         Ok((sink, loader))
     }

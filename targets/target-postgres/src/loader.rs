@@ -24,6 +24,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use singer_core::sdk::SdkError;
 use singer_core::sdk::target::{Loader, StreamSpec};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Client;
 
 use crate::Config;
@@ -59,6 +60,10 @@ pub struct PgLoader {
     deferred: Option<i64>,
     /// Retries after retriable errors.
     retry: RetryPolicy,
+    /// Extra connections shared by the streams of a run without `stream_connections`, and
+    /// those this stream holds.
+    budget: Option<Arc<Semaphore>>,
+    permits: Option<OwnedSemaphorePermit>,
 }
 
 impl PgLoader {
@@ -86,6 +91,8 @@ impl PgLoader {
             loaded_versions: Vec::new(),
             deferred: None,
             retry,
+            budget: None,
+            permits: None,
         };
         let mut retry = Retry::new(retry, "opening the table");
         loop {
@@ -156,6 +163,9 @@ impl PgLoader {
         }
         if let Some(first) = batch.parts.first() {
             self.widen_for(batch, &first.columns).await?;
+        }
+        if self.extra.len() + 1 < shards && !self.may_open_extra(shards - 1) {
+            return self.load_serial(batch).await;
         }
         if self.extra.len() + 1 < shards {
             tracing::info!(stream = %self.stream, "loading over {shards} connections");
@@ -335,6 +345,37 @@ impl Loader for PgLoader {
 }
 
 impl PgLoader {
+    /// Draws this stream's extra connections from `budget`, shared by the run's streams.
+    pub(crate) fn with_budget(mut self, budget: Option<Arc<Semaphore>>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Whether the stream may hold `n` extra connections: always with an explicit
+    /// `stream_connections`, else while the run's shared budget has room for them. Once
+    /// granted they stay with the stream; without room its batches load on one connection.
+    fn may_open_extra(&mut self, n: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        if self.permits.as_ref().is_some_and(|p| p.num_permits() >= n) {
+            return true;
+        }
+        let Ok(n) = u32::try_from(n) else {
+            return false;
+        };
+        match budget.clone().try_acquire_many_owned(n) {
+            Ok(permit) => {
+                self.permits = Some(permit);
+                true
+            }
+            Err(_) => {
+                tracing::debug!(stream = %self.stream, "no extra connection left in the run's budget: loading on one");
+                false
+            }
+        }
+    }
+
     /// Hands committed COPY buffers back to `pool` for the sink to refill.
     pub(crate) fn with_buffers(mut self, pool: crate::buffers::BufferPool) -> Self {
         self.buffers = Some(pool);

@@ -304,6 +304,7 @@ pub(crate) fn without_shards(batch: &Batch, committed: &[usize]) -> Batch {
                 columns: p.columns.clone(),
                 data: p.data.clone(),
                 lines: p.lines.clone(),
+                unique_keys: p.unique_keys,
             })
             .collect(),
         versions: Vec::new(),

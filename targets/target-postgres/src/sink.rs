@@ -9,7 +9,7 @@
 
 mod arrow;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -40,6 +40,8 @@ pub struct Part {
     pub data: bytes::Bytes,
     /// Input line of each row, for error messages.
     pub lines: Vec<u64>,
+    /// No two rows share a key, so a merge need not pick the last row of each key.
+    pub unique_keys: bool,
 }
 
 /// One batch: usually one part per shard; a column widened by data mid-batch starts new parts.
@@ -78,6 +80,20 @@ impl Batch {
 struct Shard {
     data: Vec<u8>,
     lines: Vec<u64>,
+    /// Hashes of the keys of its rows, while no two are alike.
+    keys: HashSet<u64>,
+    /// Two rows whose keys hash alike: maybe one key twice.
+    repeated: bool,
+}
+
+impl Shard {
+    /// Notes a row's key hash.
+    fn key(&mut self, hash: u64) {
+        if !self.repeated && !self.keys.insert(hash) {
+            self.repeated = true;
+            self.keys = HashSet::new();
+        }
+    }
 }
 
 /// A stream's sink.
@@ -128,10 +144,20 @@ impl PgSink {
         // never reallocates (doubling would briefly hold two copies).
         let capacity = config.batch_size_bytes.saturating_add(1 << 20);
         let buffers = BufferPool::new(capacity);
-        let shards = (0..config.stream_connections.max(1))
+        // Unset, keyed streams merge over 2 connections; a stream without a key appends
+        // over 1 (see `Config::stream_connections`).
+        let connections =
+            config
+                .stream_connections
+                .unwrap_or(if spec.message.key_properties.is_empty() {
+                    1
+                } else {
+                    2
+                });
+        let shards = (0..connections.max(1))
             .map(|_| Shard {
                 data: buffers.take(),
-                lines: Vec::new(),
+                ..Shard::default()
             })
             .collect();
         let mut sink = Self {
@@ -218,10 +244,14 @@ impl PgSink {
             out.truncate(row_start);
         }
         if single {
-            self.shards[0].data = out;
             if result.is_ok() {
+                if !self.key_slots.is_empty() {
+                    let hash = self.key_hash(&out[row_start..]);
+                    self.shards[0].key(hash);
+                }
                 self.shards[0].lines.push(line);
             }
+            self.shards[0].data = out;
         } else {
             if result.is_ok() {
                 let shard = self.shard_of(&out);
@@ -241,13 +271,21 @@ impl PgSink {
             self.turn = (self.turn + 1) % n;
             return self.turn;
         }
+        let hash = self.key_hash(row);
+        let shard = (hash % n as u64) as usize;
+        self.shards[shard].key(hash);
+        shard
+    }
+
+    /// The hash of an encoded row's key values.
+    fn key_hash(&self, row: &[u8]) -> u64 {
         let mut hash = KeyHash::new();
         for (i, value) in encode::fields(row).enumerate() {
             if self.key_slots.contains(&i) {
                 hash.value(&self.columns[i].ty, value);
             }
         }
-        (hash.finish() % n as u64) as usize
+        hash.finish()
     }
 
     fn encode_into(
@@ -322,7 +360,10 @@ impl PgSink {
                 columns: self.columns.clone(),
                 data: std::mem::replace(&mut buf.data, self.buffers.take()).into(),
                 lines: std::mem::take(&mut buf.lines),
+                unique_keys: !buf.repeated,
             });
+            buf.keys.clear();
+            buf.repeated = false;
         }
     }
 
@@ -544,8 +585,10 @@ mod tests {
     /// (`validate_records`, done by the SDK before a record reaches the sink).
     #[test]
     fn every_date_form_keeps_its_column_type() {
-        let config: Config =
-            serde_json::from_value(serde_json::json!({"validate_records": true})).unwrap();
+        let config: Config = serde_json::from_value(
+            serde_json::json!({"validate_records": true, "stream_connections": 1}),
+        )
+        .unwrap();
         let message = singer_core::message::SchemaMessage {
             stream: "s".into(),
             schema: serde_json::json!({"type": "object", "properties": {

@@ -137,3 +137,119 @@ fn a_first_load_copies_on_one_connection_and_merges_go_parallel() {
         Some("12000")
     );
 }
+
+/// Unset `stream_connections`: keyed streams merge over 2 connections, but only as many
+/// streams as the run's budget of 2 extra connections allows (here 2 of 3); the third, and
+/// streams without a key, load on one.
+#[test]
+fn by_default_keyed_merges_share_a_budget_of_extra_connections() {
+    let s = fresh_schema("parallel_auto");
+    let names = ["k1", "k2", "k3"];
+    let mut msgs: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| schema_msg(n, "integer", &["id"]))
+        .collect();
+    msgs.push(schema_msg("a", "integer", &[]));
+    for round in 0..3 {
+        for id in 0..6000u32 {
+            for n in names {
+                msgs.push(rec(n, json!(id), round));
+            }
+            msgs.push(rec("a", json!(id), round));
+        }
+        msgs.push(json!({"type": "STATE", "value": {"round": round}}));
+    }
+    let (_dir, cfg) = config(&s, json!({"batch_size_rows": 6000}));
+    let mut cmd = target(&cfg);
+    cmd.env("RUST_LOG", "info");
+    let out = run_with_stdin(cmd, stream(&msgs).as_bytes());
+    let states = ok(&out);
+    assert_eq!(states.last().unwrap()["round"], 2);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let parallel = log
+        .lines()
+        .filter(|l| l.contains("loading over 2 connections"))
+        .count();
+    // Round 0 COPYs into the empty tables, round 1 meets its keys there and merges on one
+    // connection, round 2 merges over 2 where the budget allows.
+    assert_eq!(parallel, 2, "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("loading over") && l.ends_with("stream=a")),
+        "{log}"
+    );
+    for n in names {
+        assert_eq!(
+            sql(&format!(
+                "SELECT count(*), min(round), count(DISTINCT id) FROM \"{s}\".{n}"
+            )),
+            vec![vec![
+                Some("6000".into()),
+                Some("2".into()),
+                Some("6000".into())
+            ]]
+        );
+    }
+    assert_eq!(
+        scalar(&format!("SELECT count(*) FROM \"{s}\".a")).as_deref(),
+        Some("18000")
+    );
+}
+
+/// A part whose keys all hash apart merges without sorting; keys the server holds equal
+/// though their text differs (jsonb members in another order) fall back to the sorted merge,
+/// where the last record wins.
+#[test]
+fn keys_equal_only_to_the_server_still_merge_last_wins() {
+    let s = fresh_schema("parallel_equal");
+    let msgs = vec![
+        json!({"type": "SCHEMA", "stream": "k", "key_properties": ["id"], "schema": {"type": "object",
+            "properties": {"id": {"type": "object"}, "v": {"type": "integer"}}}}),
+        json!({"type": "RECORD", "stream": "k", "record": {"id": {"a": 1, "b": 2}, "v": 1}}),
+        json!({"type": "RECORD", "stream": "k", "record": {"id": {"c": 3}, "v": 1}}),
+        json!({"type": "RECORD", "stream": "k", "record": {"id": {"b": 2, "a": 1}, "v": 2}}),
+        json!({"type": "STATE", "value": {"at": 1}}),
+    ];
+    let input = stream(&msgs);
+    for pass in 0..2 {
+        let (_dir, cfg) = config(&s, json!({}));
+        let mut cmd = target(&cfg);
+        cmd.env("RUST_LOG", "debug");
+        let out = run_with_stdin(cmd, input.as_bytes());
+        assert_eq!(ok(&out).last().unwrap()["at"], 1, "pass {pass}");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("merging it sorted"), "pass {pass}: {log}");
+    }
+    assert_eq!(
+        sql(&format!("SELECT id::text, v FROM \"{s}\".k ORDER BY 1")),
+        vec![
+            vec![Some(r#"{"a": 1, "b": 2}"#.into()), Some("2".into())],
+            vec![Some(r#"{"c": 3}"#.into()), Some("1".into())],
+        ]
+    );
+}
+
+/// `compress_wal` (default on) sets lz4 WAL compression on the target's sessions when the
+/// role may (the tests connect as a superuser); off, the server's setting is left alone.
+#[test]
+fn wal_compression_is_set_only_when_asked() {
+    let s = fresh_schema("parallel_wal");
+    let input = stream(&[
+        schema_msg("k", "integer", &["id"]),
+        rec("k", json!(1), 1),
+        json!({"type": "STATE", "value": {"at": 1}}),
+    ]);
+    for (extra, expected) in [(json!({}), true), (json!({"compress_wal": false}), false)] {
+        let (_dir, cfg) = config(&s, extra);
+        let mut cmd = target(&cfg);
+        cmd.env("RUST_LOG", "debug");
+        let out = run_with_stdin(cmd, input.as_bytes());
+        ok(&out);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            log.contains("wal_compression = lz4 for this session"),
+            expected,
+            "{log}"
+        );
+    }
+}
