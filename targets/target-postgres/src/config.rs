@@ -84,8 +84,8 @@ pub struct Config {
     /// Connections each stream loads a large batch over, in parallel (1 to 16). Rows are split
     /// by a hash of their key, so all changes to one key stay on one connection, in order; a
     /// batch commits on every connection or on none. Unset: keyed streams merge over 2
-    /// connections while the target holds fewer than [`AUTO_EXTRA_CONNECTIONS`] extra ones in
-    /// all, append-only streams load over 1.
+    /// connections while the run holds fewer than 2 extra ones in all, and append-only streams
+    /// load over 1.
     #[serde(default)]
     pub stream_connections: Option<usize>,
     /// Compress the full-page images in the WAL that this target's writes cause (lz4), when
