@@ -103,6 +103,8 @@ pub(crate) fn run(args: &[String]) -> Result {
     let with_peers = args.iter().any(|a| a == "--peers");
     let release = !args.iter().any(|a| a == "--debug");
     services::run()?;
+    // Every stage runs under GNU time, which a fresh Debian lacks.
+    crate::bench::ensure_gnu_time()?;
     let (dir, bin) = crate::bench::prepare_profile(
         "e2e",
         &["singer", "tap-mysql", "target-postgres", "target-parquet"],
