@@ -52,17 +52,25 @@ const HOST_TOOLS: &[(&str, &str)] = &[
 struct Options {
     rebuild_root: bool,
     skip_test: bool,
+    /// `--again CMD`: run CMD in the root the last run left (not a fresh check: for
+    /// looking into a failure without building everything again).
+    again: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         rebuild_root: false,
         skip_test: false,
+        again: None,
     };
-    for arg in args {
+    for (i, arg) in args.iter().enumerate() {
         match arg.as_str() {
             "--rebuild-root" => options.rebuild_root = true,
             "--skip-test" => options.skip_test = true,
+            "--again" if i + 1 < args.len() => {
+                options.again = Some(args[i + 1..].join(" "));
+                break;
+            }
             other => {
                 return Err(format!(
                     "unknown option `{other}` for `cargo xtask fresh-check`"
@@ -91,93 +99,52 @@ pub(crate) fn run(args: &[String]) -> Result {
         );
     }
     let dir = target_dir().join("fresh-check");
-    let logs = dir.join("logs");
+    let logs = dir.join(if options.again.is_some() {
+        "logs-again"
+    } else {
+        "logs"
+    });
     if logs.exists() {
         std::fs::remove_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
     }
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let commands = readme_commands(&repo_root().join("README.md"), options.skip_test)?;
-    let mut outcomes = Vec::new();
-
-    let host = timed("host tools", || host_tools().map(|()| "present".to_owned()));
-    let ok = push(&mut outcomes, host);
-    let bare = dir.join("bare");
-    let ok = ok && {
-        let log = logs.join("debootstrap.log");
-        let mut outcome = timed("debootstrap (bare root)", || {
-            bare_root(&bare, options.rebuild_root, &log)
-        });
-        outcome.log = Some(log);
-        push(&mut outcomes, outcome)
+    let commands = match &options.again {
+        Some(command) => vec![command.clone()],
+        None => readme_commands(&repo_root().join("README.md"), options.skip_test)?,
     };
+    let mut outcomes = Vec::new();
     let root = dir.join("root");
-    let ok = ok
-        && push(
-            &mut outcomes,
-            timed("copy bare root", || {
-                fresh_copy(&bare, &root).map(|()| root.display().to_string())
-            }),
-        );
     let toolchain = Toolchain::find();
-    let ok = ok
-        && push(
+    let ok = if options.again.is_some() {
+        let clone = root.join(CLONE_INSIDE.trim_start_matches('/'));
+        push(
             &mut outcomes,
-            timed("prepare root, clone", || {
-                let toolchain = toolchain.clone()?;
-                prepare_root(&root, &toolchain)
-            }),
-        );
-    if ok {
-        let toolchain = toolchain?;
-        let sandbox_log = logs.join("sandbox.log");
-        let started = Instant::now();
-        match Sandbox::start(&root, toolchain.mounts(), toolchain.env(), &sandbox_log) {
-            Err(e) => {
-                outcomes.push(Outcome {
-                    name: "start sandbox".into(),
-                    seconds: started.elapsed().as_secs_f64(),
-                    result: Err(e),
-                    log: Some(sandbox_log.clone()),
-                    milestones: Vec::new(),
-                });
-            }
-            Ok(sandbox) => {
-                outcomes.push(Outcome {
-                    name: "start sandbox".into(),
-                    seconds: started.elapsed().as_secs_f64(),
-                    result: Ok("netns + slirp4netns, pid/mount namespaces".into()),
-                    log: Some(sandbox_log.clone()),
-                    milestones: Vec::new(),
-                });
-                for (i, command) in commands.iter().enumerate() {
-                    let log = logs.join(format!("{}-{}.log", i + 1, slug(command)));
-                    step!(
-                        "fresh-check: running `{command}` inside (log: {})",
-                        log.display()
-                    );
-                    let outcome = run_inside(&sandbox, command, &log);
-                    push(&mut outcomes, outcome);
+            timed("reuse the last root (not a fresh check)", || {
+                if !clone.is_dir() || !fresh_root::mounts_under(&root).is_empty() {
+                    return Err(format!("no root with {} left by a run", clone.display()));
                 }
-                let started = Instant::now();
-                drop(sandbox);
-                let leaked = fresh_root::mounts_under(&root);
-                outcomes.push(Outcome {
-                    name: "teardown".into(),
-                    seconds: started.elapsed().as_secs_f64(),
-                    result: if leaked.is_empty() {
-                        Ok("servers stopped, namespaces gone".into())
-                    } else {
-                        Err(format!("still mounted: {}", leaked.join(", ")))
-                    },
-                    log: Some(sandbox_log),
-                    milestones: Vec::new(),
-                });
-            }
-        }
+                // The clone moves to the host's committed HEAD; its build stays.
+                let git = || Cmd::new("git").arg("-C").arg(&clone);
+                git()
+                    .args(["fetch", "--quiet"])
+                    .arg(repo_root())
+                    .arg("HEAD")
+                    .output()?;
+                git()
+                    .args(["checkout", "--quiet", "--detach", "FETCH_HEAD"])
+                    .output()?;
+                git().args(["log", "-1", "--format=HEAD %h"]).output()
+            }),
+        )
+    } else {
+        fresh_root_steps(&mut outcomes, &options, &dir, &logs, &toolchain)
+    };
+    if ok {
+        run_in_sandbox(&mut outcomes, &root, &logs, toolchain?, &commands);
     }
     let report = report(&outcomes, &commands);
     print!("{report}");
-    let path = dir.join("report.md");
+    let path = logs.join("report.md");
     std::fs::write(&path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
     step!("fresh-check: report in {}", path.display());
     let failed: Vec<&str> = outcomes
@@ -189,6 +156,97 @@ pub(crate) fn run(args: &[String]) -> Result {
         Ok(())
     } else {
         Err(format!("fresh check failed: {}", failed.join(", ")))
+    }
+}
+
+/// Host tools, the cached bare root, a fresh copy of it, and what goes into it before it runs.
+fn fresh_root_steps(
+    outcomes: &mut Vec<Outcome>,
+    options: &Options,
+    dir: &Path,
+    logs: &Path,
+    toolchain: &Result<Toolchain>,
+) -> bool {
+    let host = timed("host tools", || host_tools().map(|()| "present".to_owned()));
+    let ok = push(outcomes, host);
+    let bare = dir.join("bare");
+    let ok = ok && {
+        let log = logs.join("debootstrap.log");
+        let mut outcome = timed("debootstrap (bare root)", || {
+            bare_root(&bare, options.rebuild_root, &log)
+        });
+        outcome.log = Some(log);
+        push(outcomes, outcome)
+    };
+    let root = dir.join("root");
+    let ok = ok
+        && push(
+            outcomes,
+            timed("copy bare root", || {
+                fresh_copy(&bare, &root).map(|()| root.display().to_string())
+            }),
+        );
+    ok && push(
+        outcomes,
+        timed("prepare root, clone", || {
+            let toolchain = toolchain.clone()?;
+            prepare_root(&root, &toolchain)
+        }),
+    )
+}
+
+/// Starts the sandbox over `root`, runs `commands` in it in order, and tears it down.
+fn run_in_sandbox(
+    outcomes: &mut Vec<Outcome>,
+    root: &Path,
+    logs: &Path,
+    toolchain: Toolchain,
+    commands: &[String],
+) {
+    let sandbox_log = logs.join("sandbox.log");
+    let started = Instant::now();
+    match Sandbox::start(root, toolchain.mounts(), toolchain.env(), &sandbox_log) {
+        Err(e) => {
+            outcomes.push(Outcome {
+                name: "start sandbox".into(),
+                seconds: started.elapsed().as_secs_f64(),
+                result: Err(e),
+                log: Some(sandbox_log.clone()),
+                milestones: Vec::new(),
+            });
+        }
+        Ok(sandbox) => {
+            outcomes.push(Outcome {
+                name: "start sandbox".into(),
+                seconds: started.elapsed().as_secs_f64(),
+                result: Ok("netns + slirp4netns, pid/mount namespaces".into()),
+                log: Some(sandbox_log.clone()),
+                milestones: Vec::new(),
+            });
+            for (i, command) in commands.iter().enumerate() {
+                let log = logs.join(format!("{}-{}.log", i + 1, slug(command)));
+                step!(
+                    "fresh-check: running `{command}` inside (log: {})",
+                    log.display()
+                );
+                let outcome = run_inside(&sandbox, command, &log);
+                push(outcomes, outcome);
+            }
+            let started = Instant::now();
+            drop(sandbox);
+            let leaked = fresh_root::mounts_under(root);
+            outcomes.push(Outcome {
+                name: "teardown".into(),
+                seconds: started.elapsed().as_secs_f64(),
+                result: if leaked.is_empty() {
+                    Ok("servers stopped, namespaces gone".into())
+                } else {
+                    Err(format!("still mounted: {}", leaked.join(", ")))
+                },
+                log: Some(sandbox_log),
+                milestones: Vec::new(),
+            });
+        }
     }
 }
 

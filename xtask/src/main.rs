@@ -93,12 +93,14 @@ Commands:
              pipelinewise-tap-postgres and meltanolabs-tap-postgres (PyPI, target/interop)
              on min(N, 100,000) rows and lists every value that differs from ours;
              --flat measures peak memory again at 5N rows; --debug as for bench e2e
-  fresh-check [--skip-test] [--rebuild-root]
+  fresh-check [--skip-test] [--rebuild-root] [--again CMD]
              Run the README's commands on a bare Debian 12 root (debootstrap, cached under
              target/fresh-check/) in its own network, mount and PID namespaces, with only the
              host's Rust toolchain: proves the install path of `services` and `interop`.
-             Reports each step's wall time in target/fresh-check/report.md. Needs root.
-             --skip-test runs all but `cargo xtask test`; --rebuild-root re-runs debootstrap
+             Reports each step's wall time in target/fresh-check/logs/report.md. Needs root.
+             --skip-test runs all but `cargo xtask test`; --rebuild-root re-runs debootstrap;
+             --again CMD runs CMD in the root the last run left, its clone moved to HEAD
+             (to look into a failure or try a fix without building again; not a fresh check)
   help       Print this help
 ";
 
