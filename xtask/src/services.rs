@@ -4,7 +4,7 @@
 //! started. On a machine where everything already runs it is a fast no-op.
 
 use crate::apt::Apt;
-use crate::process::Cmd;
+use crate::process::{self, Cmd};
 use crate::{Result, mariadb, postgres};
 
 /// Debian packages needed to build the workspace (openssl-sys for native-tls).
@@ -36,6 +36,21 @@ fn prerequisites(apt: &mut Apt) -> Result {
         step!("build: python3 with venv support missing");
         missing.extend(["python3", "python3-venv"]);
     }
+    // pipelinewise-tap-postgres, a peer `test` measures ours against, pins psycopg2-binary
+    // 2.9.3, which has no wheel for Python 3.11: pip builds it, with Python's headers and
+    // libpq's pg_config.
+    if python_headers_present() {
+        step!("build: Python headers present");
+    } else {
+        step!("build: Python headers missing");
+        missing.push("python3-dev");
+    }
+    if process::which("pg_config").is_some() {
+        step!("build: pg_config present");
+    } else {
+        step!("build: pg_config missing");
+        missing.push("libpq-dev");
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -48,6 +63,17 @@ fn prerequisites(apt: &mut Apt) -> Result {
         );
     }
     Ok(())
+}
+
+/// Whether `Python.h` is where the first `python3` on PATH builds extensions from.
+fn python_headers_present() -> bool {
+    Cmd::new("python3")
+        .args([
+            "-c",
+            "import os, sys, sysconfig; \
+             sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))",
+        ])
+        .succeeds()
 }
 
 fn python_can_venv() -> bool {
