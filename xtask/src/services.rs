@@ -4,7 +4,7 @@
 //! started. On a machine where everything already runs it is a fast no-op.
 
 use crate::apt::Apt;
-use crate::process::{self, Cmd};
+use crate::process::Cmd;
 use crate::{Result, mariadb, postgres};
 
 /// Debian packages needed to build the workspace (openssl-sys for native-tls).
@@ -38,17 +38,17 @@ fn prerequisites(apt: &mut Apt) -> Result {
     }
     // pipelinewise-tap-postgres, a peer `test` measures ours against, pins psycopg2-binary
     // 2.9.3, which has no wheel for Python 3.11: pip builds it, with Python's headers and
-    // libpq's pg_config.
+    // libpq's (postgresql-common's `pg_config` is there without them, so ask dpkg).
     if python_headers_present() {
         step!("build: Python headers present");
     } else {
         step!("build: Python headers missing");
         missing.push("python3-dev");
     }
-    if process::which("pg_config").is_some() {
-        step!("build: pg_config present");
+    if Apt::is_installed("libpq-dev") {
+        step!("build: libpq-dev installed");
     } else {
-        step!("build: pg_config missing");
+        step!("build: libpq-dev missing");
         missing.push("libpq-dev");
     }
     if missing.is_empty() {
