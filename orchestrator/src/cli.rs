@@ -89,6 +89,9 @@ enum Command {
     },
     /// Print crontab lines for the scheduled pipelines.
     Cron,
+    /// Render Kubernetes manifests: a CronJob per scheduled pipeline, a ConfigMap, a Secret
+    /// template.
+    K8s(crate::k8s::K8sArgs),
     /// List past runs.
     Runs {
         #[arg(long)]
@@ -355,6 +358,7 @@ fn dispatch(cli: Cli) -> CliResult {
             });
             schedule::run_loop(&l.project, runner, shutdown, exit_after).map_err(config_err)
         }
+        Command::K8s(args) => crate::k8s::command(&path, &args).map_err(config_err),
         Command::Cron => {
             let l = load(&path)?;
             let exe = std::env::current_exe()

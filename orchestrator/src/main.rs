@@ -4,6 +4,7 @@
 mod catalog;
 mod cli;
 mod init;
+mod k8s;
 mod lock;
 mod project;
 mod run;

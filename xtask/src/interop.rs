@@ -55,6 +55,12 @@ const PARQUET: Venv = Venv {
     name: "venv-parquet",
     packages: &["pyarrow==26.0.1", "duckdb==2.0.1"],
 };
+/// kubernetes-validate, which checks `singer k8s` manifests against the Kubernetes OpenAPI
+/// schemas it bundles (offline).
+const K8S: Venv = Venv {
+    name: "venv-k8s",
+    packages: &["kubernetes-validate==1.37.0"],
+};
 const MARKER: &str = ".xtask-spec";
 
 struct Venv {
@@ -114,7 +120,7 @@ fn interop_dir() -> PathBuf {
 /// Creates or refreshes the venvs and `env.json`; returns the path of `env.json`.
 pub(crate) fn run() -> Result<PathBuf> {
     let python_version = python_version()?;
-    for venv in [&JSONL, &SDK, &PG, &PARQUET, &TAP_PG_MELTANO, &MELTANO] {
+    for venv in [&JSONL, &SDK, &PG, &PARQUET, &TAP_PG_MELTANO, &MELTANO, &K8S] {
         venv.ensure(&python_version)?;
     }
     let streams = target_test_streams(&SDK.dir())?;
@@ -128,6 +134,10 @@ pub(crate) fn run() -> Result<PathBuf> {
         ("target_jsonl_py", path_string(&JSONL.bin("target-jsonl"))),
         ("target_csv_py", path_string(&SDK.bin("target-csv"))),
         ("meltano", path_string(&MELTANO.bin("meltano"))),
+        (
+            "kubernetes_validate",
+            path_string(&K8S.bin("kubernetes-validate")),
+        ),
         (
             "tap_postgres_meltano",
             path_string(&TAP_PG_MELTANO.bin("tap-postgres")),

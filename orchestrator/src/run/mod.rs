@@ -402,6 +402,7 @@ fn run_once(
     rec.orchestrator_cpu_secs = usage.cpu_secs - usage_at_start.cpu_secs;
     rec.children_cpu_secs = usage.children_cpu_secs - usage_at_start.children_cpu_secs;
     rec.orchestrator_max_rss_kb = record::max_rss_kb();
+    rec.children_max_rss_kb = record::children_max_rss_kb();
     let mut errors = Vec::new();
     if let Some(e) = &confirmed.store_error {
         errors.push(format!("storing a confirmed state failed: {e}"));

@@ -38,6 +38,10 @@ pub(crate) struct RunRecord {
     /// Peak resident memory of the orchestrator process, in KiB.
     #[serde(default)]
     pub(crate) orchestrator_max_rss_kb: u64,
+    /// Peak resident memory of the largest child (tap, target or one of theirs), in KiB: the
+    /// kernel's `RUSAGE_CHILDREN` maximum; 0 in records written before it was measured.
+    #[serde(default)]
+    pub(crate) children_max_rss_kb: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) tap_stderr: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -126,6 +130,12 @@ pub(crate) fn max_rss_kb() -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Peak resident memory of the largest waited-for child of this process in KiB.
+pub(crate) fn children_max_rss_kb() -> u64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map_or(0, |u| u64::try_from(u.max_rss()).unwrap_or(0))
 }
 
 /// `INFO METRIC` lines of a run, summed per (source, metric, stream).

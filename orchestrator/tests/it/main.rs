@@ -8,6 +8,7 @@
 
 mod commands;
 mod failures;
+mod k8s;
 mod meltano;
 mod pipelines;
 mod schedule;
