@@ -21,7 +21,7 @@
 //! namespaces and the network.
 //!
 //! Logs (every line stamped with seconds since its step began) and `report.md` are written to
-//! `target/fresh-check/`; the root stays there for inspection until the next run.
+//! `target/fresh-check/logs/`; the root stays in `target/fresh-check/root` until the next run.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
