@@ -99,6 +99,19 @@ pub(crate) fn run(args: &[String]) -> Result {
         );
     }
     let dir = target_dir().join("fresh-check");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // One check at a time: they share the root and the network namespace's name. The lock
+    // goes with the process, however it ends; whoever holds it may clear what a dead run left.
+    let lock_path = dir.join(".lock");
+    let lock =
+        std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => format!(
+            "another `cargo xtask fresh-check` is running (it holds {})",
+            lock_path.display()
+        ),
+        std::fs::TryLockError::Error(e) => format!("{}: {e}", lock_path.display()),
+    })?;
     let logs = dir.join(if options.again.is_some() {
         "logs-again"
     } else {
