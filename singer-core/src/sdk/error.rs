@@ -83,6 +83,15 @@ pub enum SdkError {
     /// The reader of our stdout went away; a tap stops quietly.
     #[error("stdout was closed by the reader")]
     BrokenPipe,
+    /// A stop signal (SIGTERM or SIGINT) ended a tap's run before its end: the output stops
+    /// at a message boundary, and its last STATE is where the next run resumes.
+    #[error("stopped by {signal} before the end of the sync")]
+    Interrupted {
+        /// `SIGTERM` or `SIGINT`.
+        signal: &'static str,
+        /// The signal's number (the process exits with 128 + it).
+        number: u8,
+    },
     /// An error from the connector, with its class.
     #[error("{context}")]
     Connector {
@@ -133,6 +142,7 @@ impl SdkError {
         match self {
             SdkError::Usage(_) | SdkError::Config(_) => ExitStatus::Usage,
             SdkError::BrokenPipe => ExitStatus::Success,
+            SdkError::Interrupted { number, .. } => ExitStatus::Interrupted(*number),
             _ => ExitStatus::Failed,
         }
     }
@@ -154,7 +164,8 @@ impl Classify for SdkError {
     }
 }
 
-/// Process exit statuses: 0 ok, 1 run failed, 2 usage or config error.
+/// Process exit statuses: 0 ok, 1 run failed, 2 usage or config error, 128 + N stopped by
+/// signal N (143 for SIGTERM, 130 for SIGINT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// 0
@@ -163,6 +174,8 @@ pub enum ExitStatus {
     Failed,
     /// 2
     Usage,
+    /// 128 + the signal's number.
+    Interrupted(u8),
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -171,6 +184,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Failed => ExitCode::from(1),
             ExitStatus::Usage => ExitCode::from(2),
+            ExitStatus::Interrupted(n) => ExitCode::from(128_u8.saturating_add(n)),
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   order and of an INCREMENTAL read.
 //! - [`about`]: `--about` output (JSON, Markdown, or a Meltano plugin definition for
 //!   `meltano add --from-ref`). [`config`]: merged config files. [`logging`]: stderr logs.
+//! - `signal`: SIGTERM and SIGINT as taps and targets share them (what the first signal means
+//!   is in [`tap`] and [`target`]; a second one exits at once).
 
 pub mod about;
 pub mod cli;
@@ -19,6 +21,7 @@ pub mod full_table;
 pub mod incremental;
 pub mod logging;
 mod meltano;
+mod signal;
 pub mod tap;
 pub mod target;
 

@@ -128,6 +128,111 @@ pub fn parse_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// What a tap stopped by a signal left behind.
+#[derive(Debug)]
+pub struct StoppedTap {
+    /// The messages on stdout, in order: every line was whole (checked).
+    pub messages: Vec<Value>,
+    /// How it exited.
+    pub status: std::process::ExitStatus,
+    /// stderr, for messages.
+    pub stderr: String,
+    /// How many messages had been read when the signal was sent.
+    pub read_before_signal: usize,
+}
+
+impl StoppedTap {
+    /// RECORD payloads of a stream, in order.
+    pub fn records(&self, stream: &str) -> Vec<Value> {
+        self.messages
+            .iter()
+            .filter(|m| m["type"] == "RECORD" && m["stream"] == stream)
+            .map(|m| m["record"].clone())
+            .collect()
+    }
+
+    /// Every STATE value, in order.
+    pub fn states(&self) -> Vec<Value> {
+        self.messages
+            .iter()
+            .filter(|m| m["type"] == "STATE")
+            .map(|m| m["value"].clone())
+            .collect()
+    }
+}
+
+/// Starts `cmd` (a tap in sync mode), reads its stdout until `ready` says yes to a message,
+/// sends it `signal` (`TERM` or `INT`, as `kill -s` takes them), reads the rest and waits for
+/// it. Panics unless stdout ends at a line end with every line a JSON object with a `type`:
+/// a stopped tap must leave its reader whole messages.
+pub fn stop_tap_when(
+    mut cmd: Command,
+    signal: &str,
+    mut ready: impl FnMut(&Value) -> bool,
+) -> StoppedTap {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tap starts");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut bytes = Vec::new();
+    let mut parsed = 0; // bytes of `bytes` already split into lines
+    let mut messages: Vec<Value> = Vec::new();
+    let mut signalled = None;
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let n = out.read(&mut chunk).expect("reading the tap's stdout");
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        while let Some(end) = bytes[parsed..].iter().position(|b| *b == b'\n') {
+            let line = &bytes[parsed..parsed + end];
+            let v: Value = serde_json::from_slice(line).unwrap_or_else(|e| {
+                panic!(
+                    "a stdout line is not JSON ({e}): {}",
+                    String::from_utf8_lossy(line)
+                )
+            });
+            assert!(v["type"].is_string(), "not a Singer message: {v}");
+            parsed += end + 1;
+            if signalled.is_none() && ready(&v) {
+                let status = Command::new("kill")
+                    .args(["-s", signal, &child.id().to_string()])
+                    .status()
+                    .expect("kill runs");
+                assert!(status.success(), "kill -s {signal} failed");
+                signalled = Some(messages.len() + 1);
+            }
+            messages.push(v);
+        }
+    }
+    let status = child.wait().expect("the tap is waited for");
+    let stderr = stderr.join().unwrap_or_default();
+    let read_before_signal =
+        signalled.unwrap_or_else(|| panic!("the tap ended before it was signalled: {stderr}"));
+    assert_eq!(
+        parsed,
+        bytes.len(),
+        "stdout ends in the middle of a line: {:?}",
+        String::from_utf8_lossy(&bytes[parsed..])
+    );
+    StoppedTap {
+        messages,
+        status,
+        stderr,
+        read_before_signal,
+    }
+}
+
 /// Runs the tap's discovery and returns the catalog; panics when it fails.
 pub fn discover(tap: &Path, dir: &Path, config: &Value) -> Value {
     let run = run_tap(tap, dir, config, None, None);

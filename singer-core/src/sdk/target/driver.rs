@@ -145,7 +145,7 @@ pub(super) fn run<T: Target>(
     match stop.filter(StopFlag::requested) {
         Some(flag) => {
             tracing::warn!(
-                signal = flag.signal_name(),
+                signal = flag.signal().map_or("a signal", |s| s.name()),
                 last_line = driver.last_line,
                 "input stopped; committing every record read"
             );

@@ -13,58 +13,13 @@
 //!
 //! [`Target::drain_timeout`]: super::Target::drain_timeout
 
-use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// How long a forced exit waits for a state line being written to stdout to finish.
-const STDOUT_WAIT: Duration = Duration::from_secs(1);
-
-/// Which stop signal arrived first, if any (its number; 0 before any).
-#[derive(Clone, Default)]
-pub(super) struct StopFlag(Arc<AtomicI32>);
-
-impl StopFlag {
-    /// Whether a stop was asked for (read once per input line: a relaxed load).
-    pub(super) fn requested(&self) -> bool {
-        self.0.load(Ordering::Relaxed) != 0
-    }
-
-    /// The name of the signal that asked for the stop.
-    pub(super) fn signal_name(&self) -> &'static str {
-        Sig::from_number(self.0.load(Ordering::SeqCst)).name()
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Sig {
-    Term,
-    Int,
-}
-
-impl Sig {
-    fn number(self) -> i32 {
-        match self {
-            Sig::Int => 2,
-            Sig::Term => 15,
-        }
-    }
-
-    fn from_number(n: i32) -> Self {
-        if n == 2 { Sig::Int } else { Sig::Term }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Sig::Int => "SIGINT",
-            Sig::Term => "SIGTERM",
-        }
-    }
-}
+pub(super) use crate::sdk::signal::StopFlag;
+use crate::sdk::signal::{Sig, exit_now};
 
 /// Installs the SIGTERM and SIGINT handlers (before any input is read, so no signal finds
 /// the default action that would kill the process) and returns the flag the driver polls.
@@ -83,7 +38,7 @@ pub(super) fn listen(
             _ = term.recv() => Sig::Term,
             _ = int.recv() => Sig::Int,
         };
-        set.0.store(first.number(), Ordering::SeqCst);
+        set.set(first);
         tracing::warn!(
             signal = first.name(),
             "stopping: no more input is read; committing what was read (signal again to exit at once)"
@@ -96,7 +51,7 @@ pub(super) fn listen(
         match second {
             Some(s) => exit_now(
                 name,
-                128 + s.number(),
+                s.exit_code(),
                 &format!(
                     "{} while committing after {}: exiting without echoing more state",
                     s.name(),
@@ -115,21 +70,4 @@ pub(super) fn listen(
         }
     });
     Ok(flag)
-}
-
-/// Exits the process now. Stdout is held first, so that no state line is written, or cut in
-/// half, from here on; a writer blocked on a full pipe holds the exit up for at most
-/// [`STDOUT_WAIT`].
-fn exit_now(name: &str, code: i32, why: &str) -> ! {
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _stdout = std::io::stdout().lock();
-        let _ = held_tx.send(());
-        loop {
-            std::thread::park();
-        }
-    });
-    let _ = held_rx.recv_timeout(STDOUT_WAIT);
-    let _ = writeln!(std::io::stderr().lock(), "CRITICAL {name}: error: {why}");
-    std::process::exit(code)
 }

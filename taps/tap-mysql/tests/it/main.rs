@@ -11,6 +11,7 @@ mod full_table;
 mod incremental;
 mod interop;
 mod log_based;
+mod signals;
 mod tls;
 mod types;
 

@@ -10,6 +10,7 @@ mod incremental;
 mod interop;
 mod log_based;
 mod server;
+mod signals;
 mod types;
 
 use std::path::Path;
