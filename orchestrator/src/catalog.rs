@@ -51,15 +51,24 @@ pub(crate) fn discover(
         return Ok(v);
     }
     tracing::info!(tap = tap_name, "discovering");
-    let out = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config_path)
         .arg("--discover")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot start tap `{}`: {e}", program.display()))?;
+    // In `singer`'s own process group (Ctrl-C reaches it), and listed so that a second signal
+    // stops it too.
+    let pid = child.id();
+    crate::run::process::register(pid, false);
+    let out = child.wait_with_output();
+    crate::run::process::unregister(pid);
+    let out = out.map_err(|e| format!("discovery by `{tap_name}` failed: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(10).collect();

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::project::{self, Project};
-use crate::run::{self, Env, RunError, RunOptions, println_stdout};
+use crate::run::{self, Env, RunError, RunOptions, println_stdout, process};
 use crate::store::Store;
 use crate::{init, schedule, spool};
 
@@ -457,7 +457,7 @@ fn summary(rec: &run::RunRecord) {
         // One JSON line, with the record as an object (not a string), for log collectors.
         let line = serde_json::json!({
             "timestamp": chrono::Utc::now().to_rfc3339(),
-            "level": if rec.outcome == "succeeded" { "INFO" } else { "ERROR" },
+            "level": match rec.outcome.as_str() { "succeeded" => "INFO", "stopped" => "WARN", _ => "ERROR" },
             "message": "run finished",
             "run": rec,
         });
@@ -569,7 +569,11 @@ fn spool_cmd(l: &Loaded, action: SpoolAction) -> CliResult {
     }
 }
 
-/// A flag set on SIGTERM or SIGINT (a second signal exits at once).
+/// A flag set on SIGTERM or SIGINT: running pipelines stop their tap and let the target
+/// commit what it received (see `run`). A second signal ends `singer` at once, with 128 + its
+/// number, but not before every tap and target it started got SIGTERM and, if still running
+/// [`process::FORCE_GRACE`] later, SIGKILL: they run in process groups of their own, and would
+/// otherwise outlive it.
 fn signal_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flag);
@@ -585,15 +589,18 @@ fn signal_flag() -> Arc<AtomicBool> {
             let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
                 return;
             };
-            for _ in 0..2 {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
+            loop {
+                let (name, number) = tokio::select! {
+                    _ = term.recv() => ("SIGTERM", 15),
+                    _ = int.recv() => ("SIGINT", 2),
+                };
                 if f.swap(true, Ordering::SeqCst) {
-                    std::process::exit(130);
+                    tracing::warn!(signal = name, "stopping now: the taps and targets are stopped, then singer exits");
+                    // The run keeps storing what targets confirm while they stop.
+                    process::stop_all(process::FORCE_GRACE);
+                    std::process::exit(128 + number);
                 }
-                tracing::warn!("stopping: running pipelines finish their current checkpoint (signal again to exit now)");
+                tracing::warn!(signal = name, "stopping: the taps stop, the targets commit what they received and confirm it (signal again to stop everything now)");
             }
         });
     });

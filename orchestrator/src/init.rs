@@ -39,6 +39,7 @@ schedule = "*/15 * * * *"             # 5 fields, or 6 with seconds first
 timezone = "UTC"
 retries = 1                           # extra attempts, each resuming from the confirmed state
 timeout = "2h"
+# stop_grace = "60s"                  # on SIGTERM, Ctrl-C or timeout: how long the target may take to commit
 buffer = "16MiB"                      # between tap and target, so neither waits for the other
 
 # Per-stream replication settings override the catalog.

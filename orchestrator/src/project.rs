@@ -108,6 +108,13 @@ pub(crate) struct Pipeline {
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub(crate) timeout: Option<Duration>,
+    /// When a run stops early (SIGTERM or Ctrl-C to `singer`, or `timeout`), how long the
+    /// target may take, from the tap's SIGTERM, to commit what it received and exit before it
+    /// gets SIGTERM itself (then SIGKILL 10 s later). Default `60s`: longer than
+    /// target-postgres's 30 s `drain_timeout_seconds`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub(crate) stop_grace: Option<Duration>,
     /// Bytes buffered between tap and target (default 16 MiB), e.g. `64MiB`.
     #[serde(default, deserialize_with = "opt_bytes")]
     #[schemars(with = "Option<String>")]

@@ -37,7 +37,9 @@ pub(crate) const HOME_DIR: &str = "/var/lib/singer";
 /// The user and group the container runs as (the image's `singer` user).
 const RUN_AS: u32 = 10001;
 /// Seconds between SIGTERM and SIGKILL for the pod: `singer` stops the tap, lets the target
-/// commit (up to a minute) and stores its last states in between.
+/// commit (up to the pipeline's `stop_grace`, a minute by default, then 10 s more after its own
+/// SIGTERM) and stores its last states in between. At least this; more with a longer
+/// `stop_grace` (see [`termination_grace`]).
 const GRACE_SECONDS: u32 = 90;
 /// A ConfigMap holds at most 1 MiB.
 const CONFIGMAP_MAX_BYTES: usize = 1 << 20;
@@ -439,6 +441,7 @@ fn render(path: &Path, args: &K8sArgs) -> Result<Rendered, String> {
                 timezone: p.timezone.as_deref(),
                 retries: p.retries,
                 timeout: p.timeout,
+                stop_grace: p.stop_grace,
                 configmap: &configmap_name,
                 secret_name: &secret_name,
                 secret_keys: &needed,
@@ -482,11 +485,23 @@ struct CronJobSpec<'a> {
     timezone: Option<&'a str>,
     retries: u32,
     timeout: Option<std::time::Duration>,
+    stop_grace: Option<std::time::Duration>,
     configmap: &'a str,
     secret_name: &'a str,
     secret_keys: &'a BTreeSet<String>,
     sizing: &'a resources::Sizing,
     base_labels: &'a Value,
+}
+
+/// The pod's grace between SIGTERM and SIGKILL: what `singer` may need to stop a run (the
+/// target's `stop_grace`, then 10 s between its SIGTERM and SIGKILL), plus 20 s to store the
+/// last states and exit; never less than [`GRACE_SECONDS`].
+fn termination_grace(stop_grace: Option<std::time::Duration>) -> u64 {
+    let needed = stop_grace
+        .unwrap_or(crate::run::DEFAULT_STOP_GRACE)
+        .as_secs()
+        .saturating_add(30);
+    needed.max(u64::from(GRACE_SECONDS))
 }
 
 fn cronjob(s: CronJobSpec<'_>) -> Value {
@@ -511,7 +526,7 @@ fn cronjob(s: CronJobSpec<'_>) -> Value {
         "metadata": { "labels": labels },
         "spec": {
             "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": GRACE_SECONDS,
+            "terminationGracePeriodSeconds": termination_grace(s.stop_grace),
             "securityContext": {
                 "runAsNonRoot": true,
                 "runAsUser": RUN_AS,
@@ -586,6 +601,19 @@ fn cronjob(s: CronJobSpec<'_>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_outlasts_the_runs_stop() {
+        assert_eq!(termination_grace(None), 90);
+        assert_eq!(
+            termination_grace(Some(std::time::Duration::from_secs(10))),
+            90
+        );
+        assert_eq!(
+            termination_grace(Some(std::time::Duration::from_secs(300))),
+            330
+        );
+    }
 
     #[test]
     fn names_and_labels() {

@@ -1,6 +1,15 @@
 //! `singer run`: one pipeline run. The tap's stdout flows into the target through a bounded
 //! buffer (or through the spool); every state the target confirms is stored at once; a failure
 //! on either side stops the other and keeps the last confirmed state.
+//!
+//! Stopping early (SIGTERM or Ctrl-C to `singer`, or the run's timeout) goes through the tap:
+//! its process group gets SIGTERM (SIGKILL [`GRACE`] later if it is still there), the target
+//! gets end of input as at the end of any run, commits what it received and confirms it, and
+//! every state it confirms is stored. The target is never signalled first: a Python target
+//! dies on SIGTERM without committing. Only if it is still running `stop_grace` after the tap
+//! was signalled does it get SIGTERM, then SIGKILL [`GRACE`] later. A run stopped by a signal
+//! that drained cleanly (tap stopped by our SIGTERM, target exit 0, every confirmed state
+//! stored) is `stopped`, which is not a failure.
 
 pub(crate) mod inspect;
 pub(crate) mod process;
@@ -31,6 +40,10 @@ pub(crate) const DEFAULT_BUFFER: u64 = 16 << 20;
 const PIPE_BYTES: usize = 1 << 20;
 /// How long a process group gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
+/// Default `stop_grace`: how long a stopping run lets the target commit after the tap was
+/// signalled, before signalling the target. Longer than target-postgres's default
+/// `drain_timeout_seconds` (30 s), the time our targets allow themselves for a last commit.
+pub(crate) const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Options of one run.
 #[derive(Debug, Default, Clone)]
@@ -261,6 +274,14 @@ fn run_once(
         }
     }
 
+    if env.shutdown.load(Ordering::SeqCst) {
+        // Asked to stop during discovery or a spool replay: nothing is started.
+        tracing::warn!(pipeline = name, "stopped before the tap and target started");
+        rec.outcome = "stopped".into();
+        rec.ended_at = Some(chrono::Utc::now().to_rfc3339());
+        record::append(env.home, &rec);
+        return Ok(rec);
+    }
     let tap_env = project::resolve_env(&tap.env).map_err(RunError::Config)?;
     let target_env = project::resolve_env(&target.env).map_err(RunError::Config)?;
     let mut target_proc = Proc::spawn(
@@ -324,10 +345,13 @@ fn run_once(
         .timeout
         .or(pipeline.timeout)
         .map(|t| Instant::now() + t);
-    let mut tap_status = None;
-    let mut target_status = None;
+    let mut tap_status;
+    let mut target_status;
     let mut timed_out = false;
     let mut stopped = false;
+    // When the run began to stop early (signal or timeout): the tap's SIGTERM.
+    let mut stopping_since: Option<Instant> = None;
+    let stop_grace = pipeline.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
     let spool_for_confirm = pipeline.spool.as_ref().map(|_| spool_dir.as_path());
     let mut confirmed = Confirmed::new(
         env.store,
@@ -350,28 +374,41 @@ fn run_once(
         } else {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if tap_status.is_none() {
-            tap_status = tap_proc.child.try_wait().ok().flatten();
-        }
-        if target_status.is_none() {
-            target_status = target_proc.child.try_wait().ok().flatten();
-        }
+        // Non-blocking: states keep being stored while either side stops.
+        tap_status = tap_proc.poll();
+        target_status = target_proc.poll();
         if let Some(s) = target_status
             && tap_status.is_none()
             && (!s.success() || pump.is_finished())
         {
             // The target is gone: the tap's output has nowhere to go.
-            tap_proc.terminate(GRACE);
+            tap_proc.ask_to_stop(GRACE);
         }
         if !timed_out && deadline.is_some_and(|d| Instant::now() > d) {
             timed_out = true;
-            tap_proc.terminate(GRACE);
-            target_proc.terminate(GRACE);
+            tracing::warn!(
+                pipeline = name,
+                "timed out: stopping the tap; the target commits what it received"
+            );
         }
         if !stopped && env.shutdown.load(Ordering::SeqCst) {
-            // Stop extracting; the target gets end of input and commits what it has.
             stopped = true;
-            tap_proc.terminate(GRACE);
+        }
+        if (timed_out || stopped) && stopping_since.is_none() {
+            // Stop extracting; the target gets end of input and commits what it has.
+            stopping_since = Some(Instant::now());
+            tap_proc.ask_to_stop(GRACE);
+        }
+        if target_status.is_none()
+            && !target_proc.stop_asked()
+            && stopping_since.is_some_and(|t| t.elapsed() >= stop_grace)
+        {
+            tracing::warn!(
+                pipeline = name,
+                "the target did not finish within stop_grace ({} s) of the stop",
+                stop_grace.as_secs_f64()
+            );
+            target_proc.ask_to_stop(GRACE);
         }
         if tap_status.is_some() && target_status.is_some() && !states_open {
             break;
@@ -410,14 +447,27 @@ fn run_once(
     if timed_out {
         errors.push("the run timed out".to_string());
     }
-    if stopped {
-        errors.push("the run was stopped (shutdown)".to_string());
-    }
-    if !tap_status.is_some_and(|s| s.success()) {
+    let tap_done = tap_status.is_some_and(|s| s.success());
+    if tap_proc.was_killed() {
+        errors.push(format!(
+            "tap `{}` did not stop within {} s of SIGTERM and was killed",
+            pipeline.tap,
+            GRACE.as_secs()
+        ));
+        rec.tap_stderr = tap_proc.stderr_tail();
+    } else if !(tap_done || tap_proc.stop_asked() && ended_by_sigterm(tap_status)) {
+        // A tap that ended on the SIGTERM it was sent did what it was asked.
         errors.push(format!("tap `{}` failed ({})", pipeline.tap, rec.tap_exit));
         rec.tap_stderr = tap_proc.stderr_tail();
     }
     if !target_status.is_some_and(|s| s.success()) {
+        if target_proc.stop_asked() {
+            errors.push(format!(
+                "target `{}` did not finish within stop_grace ({} s) of the stop",
+                pipeline.target,
+                stop_grace.as_secs_f64()
+            ));
+        }
         errors.push(format!(
             "target `{}` failed ({})",
             pipeline.target, rec.target_exit
@@ -432,15 +482,32 @@ fn run_once(
         spool::loaded_all(&spool_dir);
     }
     if errors.is_empty() {
-        rec.outcome = "succeeded".into();
+        // Stopped by a signal and drained cleanly: the target confirmed, and we stored, every
+        // state it could; the next run resumes from there.
+        rec.outcome = if stopped && !tap_done {
+            "stopped"
+        } else {
+            "succeeded"
+        }
+        .into();
         record::append(env.home, &rec);
         Ok(rec)
     } else {
+        if stopped {
+            errors.push("the run was stopped (shutdown)".to_string());
+        }
         rec.outcome = "failed".into();
         rec.error = Some(errors.join("; "));
         record::append(env.home, &rec);
         Err(RunError::Failed(Box::new(rec)))
     }
+}
+
+/// Whether a process ended on the SIGTERM it was sent: killed by it (the default action), or
+/// exited with 143 (128 + 15, as our taps do once they stopped at a message boundary).
+fn ended_by_sigterm(status: Option<std::process::ExitStatus>) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.is_some_and(|s| s.code() == Some(143) || s.signal() == Some(15))
 }
 
 /// Stores the states the target confirms during a run.

@@ -13,6 +13,7 @@ mod meltano;
 mod pipelines;
 mod schedule;
 mod state_store;
+mod stopping;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
