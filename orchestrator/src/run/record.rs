@@ -18,7 +18,7 @@ pub(crate) struct RunRecord {
     pub(crate) attempt: u32,
     pub(crate) started_at: String,
     pub(crate) ended_at: Option<String>,
-    /// `succeeded`, `failed` or `dry-run`.
+    /// `succeeded`, `stopped` (by a signal, drained cleanly), `failed` or `dry-run`.
     pub(crate) outcome: String,
     pub(crate) error: Option<String>,
     pub(crate) tap_exit: String,
