@@ -99,6 +99,81 @@ impl StopFlag {
     }
 }
 
+/// What a role does between the first and a second signal, in the words its logs use.
+pub(crate) struct Stopping {
+    /// The role's name in the CRITICAL line of a forced exit.
+    pub name: &'static str,
+    /// Logged on the first signal: what happens now.
+    pub first: &'static str,
+    /// What the role is doing while it stops (`"… while {doing} after SIGTERM"`).
+    pub doing: &'static str,
+    /// What a forced exit gives up (`"…: {forced}"`).
+    pub forced: &'static str,
+    /// How long stopping may take, and what a stop past it failed to do; `None`: no bound.
+    pub deadline: Option<(Duration, &'static str)>,
+}
+
+/// Installs the SIGTERM and SIGINT handlers and returns the flag the first signal sets. A
+/// second signal exits at once with 128 + its number; a stop past `deadline` exits 1.
+pub(crate) fn listen(
+    rt: &tokio::runtime::Runtime,
+    stopping: Stopping,
+) -> std::io::Result<StopFlag> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _guard = rt.enter();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let flag = StopFlag::default();
+    let set = flag.clone();
+    rt.spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => Sig::Term,
+            _ = int.recv() => Sig::Int,
+        };
+        set.set(first);
+        tracing::warn!(signal = first.name(), "{}", stopping.first);
+        let deadline = async {
+            match stopping.deadline {
+                Some((after, _)) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        let second = tokio::select! {
+            _ = term.recv() => Some(Sig::Term),
+            _ = int.recv() => Some(Sig::Int),
+            () = deadline => None,
+        };
+        match second {
+            Some(s) => exit_now(
+                stopping.name,
+                s.exit_code(),
+                &format!(
+                    "{} while {} after {}: {}",
+                    s.name(),
+                    stopping.doing,
+                    first.name(),
+                    stopping.forced
+                ),
+            ),
+            // Only a deadline ends the wait without a signal.
+            None => {
+                let (after, failed) = stopping.deadline.unwrap_or_default();
+                exit_now(
+                    stopping.name,
+                    1,
+                    &format!(
+                        "{failed} within {} s of {}: {}",
+                        after.as_secs_f64(),
+                        first.name(),
+                        stopping.forced
+                    ),
+                )
+            }
+        }
+    });
+    Ok(flag)
+}
+
 /// Exits the process now. Stdout is held first, so that no line is written, or cut in half,
 /// from here on; a writer blocked on a full pipe holds the exit up for at most
 /// [`STDOUT_WAIT`] (its line may then stay cut, as after SIGKILL).

@@ -34,10 +34,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::runtime::Runtime;
-use tokio::signal::unix::{SignalKind, signal};
 
 use super::cli::{self, AboutFormat, TapArgs};
-use super::signal::{Sig, StopFlag, exit_now};
+use super::signal::{Sig, StopFlag, Stopping};
 use super::{About, SdkError, config, logging};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::io::MessageWriter;
@@ -415,36 +414,16 @@ fn interrupted(sig: Sig) -> SdkError {
 /// Installs the SIGTERM and SIGINT handlers before any source is touched. The first signal
 /// sets the flag the context and [`run`] watch; the second exits at once.
 fn listen<T: Tap>(rt: &Runtime) -> std::io::Result<StopFlag> {
-    let _guard = rt.enter();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let flag = StopFlag::default();
-    let set = flag.clone();
-    rt.spawn(async move {
-        let first = tokio::select! {
-            _ = term.recv() => Sig::Term,
-            _ = int.recv() => Sig::Int,
-        };
-        set.set(first);
-        tracing::warn!(
-            signal = first.name(),
-            "stopping: no new message is started; what was written goes out whole (signal again to exit at once)"
-        );
-        let second = tokio::select! {
-            _ = term.recv() => Sig::Term,
-            _ = int.recv() => Sig::Int,
-        };
-        exit_now(
-            T::NAME,
-            second.exit_code(),
-            &format!(
-                "{} while stopping after {}: exiting at once",
-                second.name(),
-                first.name()
-            ),
-        )
-    });
-    Ok(flag)
+    super::signal::listen(
+        rt,
+        Stopping {
+            name: T::NAME,
+            first: "stopping: no new message is started; what was written goes out whole (signal again to exit at once)",
+            doing: "stopping",
+            forced: "exiting at once",
+            deadline: None,
+        },
+    )
 }
 
 pub(crate) fn print_about(

@@ -16,10 +16,9 @@
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
-use tokio::signal::unix::{SignalKind, signal};
 
 pub(super) use crate::sdk::signal::StopFlag;
-use crate::sdk::signal::{Sig, exit_now};
+use crate::sdk::signal::{self, Stopping};
 
 /// Installs the SIGTERM and SIGINT handlers (before any input is read, so no signal finds
 /// the default action that would kill the process) and returns the flag the driver polls.
@@ -28,46 +27,14 @@ pub(super) fn listen(
     name: &'static str,
     drain_timeout: Duration,
 ) -> std::io::Result<StopFlag> {
-    let _guard = rt.enter();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let flag = StopFlag::default();
-    let set = flag.clone();
-    rt.spawn(async move {
-        let first = tokio::select! {
-            _ = term.recv() => Sig::Term,
-            _ = int.recv() => Sig::Int,
-        };
-        set.set(first);
-        tracing::warn!(
-            signal = first.name(),
-            "stopping: no more input is read; committing what was read (signal again to exit at once)"
-        );
-        let second = tokio::select! {
-            _ = term.recv() => Some(Sig::Term),
-            _ = int.recv() => Some(Sig::Int),
-            () = tokio::time::sleep(drain_timeout) => None,
-        };
-        match second {
-            Some(s) => exit_now(
-                name,
-                s.exit_code(),
-                &format!(
-                    "{} while committing after {}: exiting without echoing more state",
-                    s.name(),
-                    first.name()
-                ),
-            ),
-            None => exit_now(
-                name,
-                1,
-                &format!(
-                    "what was read did not commit within {} s of {}: exiting without echoing more state",
-                    drain_timeout.as_secs_f64(),
-                    first.name()
-                ),
-            ),
-        }
-    });
-    Ok(flag)
+    signal::listen(
+        rt,
+        Stopping {
+            name,
+            first: "stopping: no more input is read; committing what was read (signal again to exit at once)",
+            doing: "committing",
+            forced: "exiting without echoing more state",
+            deadline: Some((drain_timeout, "what was read did not commit")),
+        },
+    )
 }
