@@ -379,9 +379,11 @@ fn run_once(
         target_status = target_proc.poll();
         if let Some(s) = target_status
             && tap_status.is_none()
+            && (pipeline.spool.is_none() || pump.is_finished())
             && (!s.success() || pump.is_finished())
         {
-            // The target is gone: the tap's output has nowhere to go.
+            // The target is gone: the tap's output has nowhere to go. With a spool it goes on
+            // into the spool, so a replay loads it without extracting it again.
             tap_proc.ask_to_stop(GRACE);
         }
         if !timed_out && deadline.is_some_and(|d| Instant::now() > d) {

@@ -268,9 +268,11 @@ impl SpoolSink {
             m.batches.push(batch);
             write_manifest(&self.dir, &m).map_err(std::io::Error::other)?;
         }
+        // A loader that stopped (the target went away) is not an error here: the batch is on
+        // disk, so the rest of the tap's output keeps being spooled for `singer spool replay`
+        // (or the next run) instead of extracted again. Its error is reported by `finish`.
         if let Some((tx, _)) = &self.loader {
-            tx.send(o.seq)
-                .map_err(|_| std::io::Error::other("the loader stopped (the target went away)"))?;
+            let _ = tx.send(o.seq);
         }
         Ok(())
     }
