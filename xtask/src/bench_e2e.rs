@@ -13,7 +13,10 @@
 //!    rows per file, or a quarter of N when smaller so small runs write several files, in a
 //!    directory under the bench's) that the target reads back;
 //! 6. `singer run`;
-//! 7. the same `singer run` again into the now-full tables (every row an upsert).
+//! 7. the same `singer run` again into the now-full tables (every row an upsert, of values
+//!    the rows already hold: target-postgres leaves such rows alone);
+//! 8. after `qty` was changed on every row of `mixed` in MariaDB (not timed, undone after the
+//!    stage), `singer run` again: every row an upsert that rewrites it.
 //!
 //! Both pipes report the peak RSS of each of their processes.
 //!
@@ -132,7 +135,9 @@ pub(crate) fn run(args: &[String]) -> Result {
     ));
     let logs = PipeLogs::new(&dir);
     let mut singer = Stage::new("singer run (first load)");
-    let mut upsert = Stage::new("singer run again (every row an upsert)");
+    let mut upsert = Stage::new("singer run again (every row an upsert, values unchanged)");
+    let mut changed =
+        Stage::new("singer run again, every row changed at the source (every row rewritten)");
 
     step!("bench: writing the tap's output once, for the target-from-file stage");
     let out = Cmd::new(bin.join("tap-mysql"))
@@ -216,6 +221,20 @@ pub(crate) fn run(args: &[String]) -> Result {
         upsert.rss_kb.push(kb);
         verify(LOAD_SCHEMA, rows)?;
 
+        change_every_row(1)?;
+        let _ = std::fs::remove_dir_all(dir.join(".singer"));
+        let timed_run = timed(&files.singer_argv());
+        // Checked against the changed source before the change is undone.
+        let verified = match &timed_run {
+            Ok(_) => verify(LOAD_SCHEMA, rows),
+            Err(_) => Ok(()),
+        };
+        change_every_row(-1)?;
+        let (s, kb) = timed_run?;
+        verified?;
+        changed.secs.push(s);
+        changed.rss_kb.push(kb);
+
         if let Some(p) = &mut peers {
             p.round(&files, rows)?;
         }
@@ -228,7 +247,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "| {total} rows ({rows} mixed + 10000 small), median of {runs} | seconds | rows/s | vs raw | peak RSS (largest process; our pipes: each process; the peers' pipes: the target) |\n|---|---|---|---|---|"
     );
     let mut stages = vec![
-        &raw, &tap, &target, &parquet, &pipe, &batch, &singer, &upsert,
+        &raw, &tap, &target, &parquet, &pipe, &batch, &singer, &upsert, &changed,
     ];
     if let Some(p) = &peers {
         stages.extend(p.stages.iter());
@@ -269,6 +288,16 @@ pub(crate) fn run(args: &[String]) -> Result {
     eprintln!("\n{report}");
     step!("bench: report written to {}", path.display());
     Ok(())
+}
+
+/// Adds `by` to `qty` on every row of the mixed table in MariaDB (keeping `updated`).
+fn change_every_row(by: i32) -> Result {
+    Cmd::new("mariadb")
+        .args(["-uroot", "-h127.0.0.1", "-e"])
+        .arg(format!(
+            "UPDATE bench_tap.mixed SET qty = qty + ({by}), updated = updated"
+        ))
+        .run()
 }
 
 fn sh(cmd: &str) -> Vec<String> {

@@ -92,6 +92,13 @@ pub struct Config {
     /// the server supports it, has it off, and lets this role set it for its session.
     #[serde(default = "default_true")]
     pub compress_wal: bool,
+    /// Leave a keyed row as it is when a record brings the values it already has (compared on
+    /// every column the record sets but `_sdc_extracted_at`, `_sdc_received_at`,
+    /// `_sdc_batched_at` and `_sdc_sequence`), so re-syncing unchanged data writes almost
+    /// nothing; a row's `_sdc_*` columns then tell the load that last changed it. false
+    /// rewrites every row the records name.
+    #[serde(default = "default_true")]
+    pub skip_unchanged_rows: bool,
     /// Retries of a batch, schema change or ACTIVATE_VERSION after a retriable database error
     /// (connection lost, server shutting down or restarting, serialization failure, deadlock),
     /// each after reconnecting; 0 fails at once. The first connection is never retried.

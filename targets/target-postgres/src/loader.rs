@@ -147,6 +147,7 @@ impl PgLoader {
             keys: &self.keys,
             opts: self.opts,
             hard_delete: self.hard_delete,
+            skip_unchanged: self.config.skip_unchanged_rows,
         }
     }
 

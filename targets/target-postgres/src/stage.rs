@@ -33,6 +33,8 @@ pub(crate) struct Stage<'a> {
     pub keys: &'a [String],
     pub opts: PlanOptions,
     pub hard_delete: bool,
+    /// Leave rows whose values would not change alone (the `skip_unchanged_rows` setting).
+    pub skip_unchanged: bool,
 }
 
 /// How a part was loaded.
@@ -235,20 +237,61 @@ impl Stage<'_> {
             .collect();
         let conflict = if updates.is_empty() {
             "DO NOTHING".to_string()
+        } else if let Some(changed) = self.skip_unchanged.then(|| changed(columns)).flatten() {
+            format!("DO UPDATE SET {} WHERE {changed}", updates.join(", "))
         } else {
             format!("DO UPDATE SET {}", updates.join(", "))
         };
         let (cols, k, sel) = (insert_cols.join(", "), keys.join(", "), select.join(", "));
         if pick_last {
             format!(
-                "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({k}) {sel} FROM {stage} ORDER BY {k}, ctid DESC ON CONFLICT ({k}) {conflict}"
+                "INSERT INTO {table} AS {TARGET} ({cols}) SELECT DISTINCT ON ({k}) {sel} FROM {stage} ORDER BY {k}, ctid DESC ON CONFLICT ({k}) {conflict}"
             )
         } else {
             format!(
-                "INSERT INTO {table} ({cols}) SELECT {sel} FROM {stage} ON CONFLICT ({k}) {conflict}"
+                "INSERT INTO {table} AS {TARGET} ({cols}) SELECT {sel} FROM {stage} ON CONFLICT ({k}) {conflict}"
             )
         }
     }
+}
+
+/// The alias of the table in a merge, for the unchanged-row test.
+const TARGET: &str = "_singer_t";
+
+/// The condition under which a conflicting row is updated: some column the part sets, other
+/// than the ones that only say when a row was loaded, differs from the row in the table
+/// (`None` when no such column is left). Types without an equality operator (`json`, `xml`,
+/// `point`, …: any type this target did not create) are compared as text, where a different
+/// spelling of an equal value counts as a change, never the other way round.
+fn changed(columns: &[Active]) -> Option<String> {
+    let loaded_at = [
+        Meta::ExtractedAt.name(),
+        Meta::ReceivedAt.name(),
+        Meta::BatchedAt.name(),
+        Meta::Sequence.name(),
+    ];
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for c in columns
+        .iter()
+        .filter(|c| !loaded_at.contains(&c.name.as_str()))
+    {
+        let name = quote(&c.name);
+        let text = if matches!(c.ty, PgType::Custom(_)) {
+            "::text"
+        } else {
+            ""
+        };
+        old.push(format!("{TARGET}.{name}{text}"));
+        new.push(format!("EXCLUDED.{name}{text}"));
+    }
+    if old.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "({}) IS DISTINCT FROM ({})",
+        old.join(", "),
+        new.join(", ")
+    ))
 }
 
 /// Binary COPY of a part's rows into `table`.

@@ -17,6 +17,7 @@ mod resilience;
 mod sdk_streams;
 mod signals;
 mod tls;
+mod unchanged;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
