@@ -62,6 +62,8 @@ enum Command {
         /// Discover again instead of using the cached catalog.
         #[arg(long)]
         refresh_catalog: bool,
+        #[command(flatten)]
+        metrics: crate::metrics::RunArgs,
     },
     /// Print a tap's catalog (cached unless --refresh).
     Discover {
@@ -86,6 +88,10 @@ enum Command {
         /// Stop after this many runs have finished.
         #[arg(long)]
         exit_after: Option<u64>,
+        /// Serve Prometheus metrics (/metrics) and a health check (/healthz) on this address,
+        /// e.g. 127.0.0.1:9464 (port 0: a free one, logged).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
     },
     /// Print crontab lines for the scheduled pipelines.
     Cron,
@@ -228,10 +234,14 @@ fn dispatch(cli: Cli) -> CliResult {
             dry_run,
             timeout,
             refresh_catalog,
+            metrics,
         } => {
             let l = load(&path)?;
             let store = Store::open(&l.project.state, &l.home).map_err(config_err)?;
             let shutdown = signal_flag();
+            let server = metrics
+                .serve(&l.project, &l.home, &pipeline, &shutdown)
+                .map_err(config_err)?;
             let env = Env {
                 project: &l.project,
                 project_dir: &l.dir,
@@ -248,7 +258,7 @@ fn dispatch(cli: Cli) -> CliResult {
                 timeout,
                 refresh_catalog,
             };
-            match run::run(&env, &pipeline, &opts) {
+            let result = match run::run(&env, &pipeline, &opts) {
                 Ok(rec) => {
                     if !dry_run {
                         summary(&rec);
@@ -267,7 +277,11 @@ fn dispatch(cli: Cli) -> CliResult {
                     };
                     Err((code, msg))
                 }
+            };
+            if let Some(s) = &server {
+                s.linger(metrics.metrics_linger);
             }
+            result
         }
         Command::Discover { tap, refresh } => {
             let l = load(&path)?;
@@ -314,9 +328,18 @@ fn dispatch(cli: Cli) -> CliResult {
             let l = load(&path)?;
             spool_cmd(&l, action)
         }
-        Command::Schedule { exit_after } => {
+        Command::Schedule {
+            exit_after,
+            metrics_addr,
+        } => {
             let l = load(&path)?;
             let shutdown = signal_flag();
+            let _server = metrics_addr
+                .map(|a| {
+                    crate::metrics::serve(&a, &l.project, &l.home, None, Arc::clone(&shutdown))
+                })
+                .transpose()
+                .map_err(config_err)?;
             let project = l.project.clone();
             let dir = l.dir.clone();
             let home = l.home.clone();

@@ -6,6 +6,7 @@ mod cli;
 mod init;
 mod k8s;
 mod lock;
+mod metrics;
 mod project;
 mod run;
 mod schedule;

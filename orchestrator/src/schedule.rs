@@ -83,11 +83,13 @@ pub(crate) fn run_loop(
         if let Some(t) = s.next_after(now) {
             tracing::info!(pipeline = %name, next = %t.to_rfc3339(), "scheduled");
             next.insert(name.clone(), t);
+            crate::metrics::next_run(name, t);
         }
     }
     let mut running: BTreeMap<String, JoinHandle<bool>> = BTreeMap::new();
     let mut finished: u64 = 0;
     loop {
+        crate::metrics::scheduler_tick();
         // Collect finished runs.
         let done: Vec<String> = running
             .iter()
@@ -124,8 +126,10 @@ pub(crate) fn run_loop(
             let following = s.next_after(now);
             if let Some(t) = following {
                 next.insert(name.clone(), t);
+                crate::metrics::next_run(name, t);
             }
             if running.contains_key(name) {
+                crate::metrics::run_ended(name, "skipped");
                 tracing::warn!(pipeline = %name, time = %due.to_rfc3339(), "skipped: the previous run is still going");
                 continue;
             }

@@ -126,7 +126,12 @@ pub(crate) fn run(env: &Env<'_>, name: &str, opts: &RunOptions) -> Result<RunRec
                 );
                 std::thread::sleep(wait);
             }
-            other => return other,
+            other => {
+                if let Err(e) = &other {
+                    crate::metrics::run_not_started(name, e);
+                }
+                return other;
+            }
         }
     }
 }
@@ -240,6 +245,7 @@ fn run_once(
     let mut rec = RunRecord::start(name, &state_id, &run_id, attempt, started);
     let usage_at_start = record::Usage::now();
     let flow = SharedFlow::default();
+    let _metrics = crate::metrics::track_run(name, &state_id, &flow);
     let watcher = watch::Watcher::start(Arc::clone(&flow), selected);
     let metrics = Arc::new(Mutex::new(record::Metrics::default()));
     let buffer = pipeline.buffer.unwrap_or(DEFAULT_BUFFER);
@@ -548,7 +554,10 @@ impl<'a> Confirmed<'a> {
     fn save(&mut self, value: Value) -> Value {
         let merged = store::merge(self.base, &value);
         match self.store.set(self.state_id, &merged, self.run_id) {
-            Ok(()) => self.count += 1,
+            Ok(()) => {
+                self.count += 1;
+                crate::metrics::state_confirmed(self.state_id);
+            }
             Err(e) => {
                 tracing::error!("cannot store the confirmed state: {e}");
                 self.store_error = Some(e.to_string());

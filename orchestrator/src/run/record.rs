@@ -172,6 +172,7 @@ impl Metrics {
 
 /// Appends a record to `<home>/runs.jsonl`.
 pub(crate) fn append(home: &Path, rec: &RunRecord) {
+    crate::metrics::run_ended(&rec.pipeline, &rec.outcome);
     let path = home.join("runs.jsonl");
     let line = serde_json::to_string(rec).unwrap_or_default();
     let res = std::fs::OpenOptions::new()

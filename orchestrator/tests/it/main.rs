@@ -10,6 +10,7 @@ mod commands;
 mod failures;
 mod k8s;
 mod meltano;
+mod metrics;
 mod pipelines;
 mod schedule;
 mod state_store;
