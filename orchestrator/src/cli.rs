@@ -350,7 +350,7 @@ fn dispatch(cli: Cli) -> CliResult {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(pipeline = name, "state store: {e}");
-                        return false;
+                        return schedule::Tick::Ran(false);
                     }
                 };
                 let env = Env {
@@ -363,19 +363,21 @@ fn dispatch(cli: Cli) -> CliResult {
                 match run::run(&env, name, &RunOptions::default()) {
                     Ok(rec) => {
                         summary(&rec);
-                        true
+                        schedule::Tick::Ran(true)
                     }
                     Err(RunError::Failed(rec)) => {
                         summary(&rec);
-                        false
+                        schedule::Tick::Ran(false)
                     }
-                    Err(e) => {
-                        let msg = match e {
-                            RunError::Config(m) | RunError::Busy(m) => m,
-                            RunError::Failed(_) => String::new(),
-                        };
-                        tracing::error!(pipeline = name, "{msg}");
-                        false
+                    Err(RunError::Busy(m)) => {
+                        // Running elsewhere (another scheduler or host, or a one-off run):
+                        // not a failure; recorded so `singer runs` shows the skipped time.
+                        run::record_skipped(&home, &project, name, &m);
+                        schedule::Tick::Busy(m)
+                    }
+                    Err(RunError::Config(m)) => {
+                        tracing::error!(pipeline = name, "{m}");
+                        schedule::Tick::Ran(false)
                     }
                 }
             });
@@ -423,6 +425,7 @@ fn dispatch(cli: Cli) -> CliResult {
                         },
                         r.error
                             .as_ref()
+                            .or(r.note.as_ref())
                             .map_or(String::new(), |e| format!("  ({e})")),
                     ));
                 }

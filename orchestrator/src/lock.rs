@@ -1,6 +1,8 @@
 //! One run per pipeline state id at a time: an exclusive file lock locally, an advisory lock
 //! with the PostgreSQL store. Both are released by the operating system or the server when the
 //! holder dies, so a lock cannot go stale; a lock file left by a run that died is reported.
+//! The advisory lock can also be released while its run goes on (its session ended): the run
+//! then learns it from [`RunLock::lost`] and its state writes are fenced (see `store::pg_lock`).
 
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -10,8 +12,19 @@ use crate::store::{PgStore, Store};
 /// A held run lock.
 pub(crate) enum RunLock {
     File(std::fs::File),
-    /// Held for its drop.
-    Postgres(#[allow(dead_code)] Box<crate::store::postgres_lock::PgLock>),
+    /// Released on drop.
+    Postgres(Box<crate::store::postgres_lock::PgLock>),
+}
+
+impl RunLock {
+    /// Why the run lost its lock while running, if it did (only an advisory lock can be lost:
+    /// its session can end while the run goes on).
+    pub(crate) fn lost(&self) -> Option<String> {
+        match self {
+            RunLock::File(_) => None,
+            RunLock::Postgres(l) => l.fence().lost(),
+        }
+    }
 }
 
 /// Why a lock was not taken.
@@ -95,9 +108,9 @@ pub(crate) fn acquire(
 
 fn acquire_pg(pg: &PgStore, url: &str, id: &str) -> Result<RunLock, LockError> {
     match pg.try_lock(url, id) {
-        Ok(Some(l)) => Ok(RunLock::Postgres(Box::new(l))),
-        Ok(None) => Err(LockError::Busy(format!(
-            "state id `{id}` is already being run (advisory lock held in PostgreSQL)"
+        Ok(Ok(l)) => Ok(RunLock::Postgres(Box::new(l))),
+        Ok(Err(who)) => Err(LockError::Busy(format!(
+            "state id `{id}` is already being run ({who}; advisory lock held in PostgreSQL)"
         ))),
         Err(e) => Err(LockError::Failed(e.0)),
     }

@@ -4,6 +4,11 @@
 //! scheduler was not running, that time is skipped (and logged) and the pipeline runs at the
 //! next time after now. On SIGTERM or SIGINT no new run starts; running pipelines stop their
 //! tap, let the target commit and confirm what it has, and the scheduler exits.
+//!
+//! Several schedulers (on one host or many) can share one PostgreSQL state store: at each
+//! time they all try the pipeline's run lock, one runs it, and the others log the time as
+//! skipped because it runs elsewhere (with the lock's holder), at INFO: it is how they share
+//! the work, not a failure, and it is not retried.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,11 +62,22 @@ impl Schedule {
     }
 }
 
+/// How one scheduled time of a pipeline went.
+#[derive(Debug)]
+pub(crate) enum Tick {
+    /// It ran; `true` if it succeeded.
+    Ran(bool),
+    /// Another run of its state id held the run lock (another scheduler, on this host or
+    /// another, or a one-off `singer run`); the message names the holder. Nothing ran.
+    Busy(String),
+}
+
 /// Runs one pipeline; supplied by the caller so tests and `main` share the loop.
-pub(crate) type Runner = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+pub(crate) type Runner = Arc<dyn Fn(&str) -> Tick + Send + Sync>;
 
 /// The scheduler loop. Returns after `shutdown` is set (and running pipelines finished), or
-/// after `exit_after` runs have finished.
+/// after `exit_after` runs have finished (times skipped because the pipeline ran elsewhere do
+/// not count).
 pub(crate) fn run_loop(
     project: &Project,
     runner: Runner,
@@ -86,7 +102,7 @@ pub(crate) fn run_loop(
             crate::metrics::next_run(name, t);
         }
     }
-    let mut running: BTreeMap<String, JoinHandle<bool>> = BTreeMap::new();
+    let mut running: BTreeMap<String, JoinHandle<Tick>> = BTreeMap::new();
     let mut finished: u64 = 0;
     loop {
         crate::metrics::scheduler_tick();
@@ -98,9 +114,17 @@ pub(crate) fn run_loop(
             .collect();
         for name in done {
             if let Some(h) = running.remove(&name) {
-                let ok = h.join().unwrap_or(false);
-                finished += 1;
-                tracing::info!(pipeline = %name, ok, "scheduled run finished");
+                match h.join().unwrap_or(Tick::Ran(false)) {
+                    Tick::Ran(ok) => {
+                        finished += 1;
+                        tracing::info!(pipeline = %name, ok, "scheduled run finished");
+                    }
+                    Tick::Busy(why) => tracing::info!(
+                        pipeline = %name,
+                        next = %next.get(&name).map_or_else(|| "none".into(), |t| t.to_rfc3339()),
+                        "skipped: the pipeline is running elsewhere ({why})"
+                    ),
+                }
             }
         }
         if shutdown.load(Ordering::SeqCst) || exit_after.is_some_and(|n| finished >= n) {

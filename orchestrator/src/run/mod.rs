@@ -149,7 +149,7 @@ fn run_once(
         .unwrap_or_else(|| pipeline.state_id(name).to_string());
     let tap = &env.project.taps[&pipeline.tap];
     let target = &env.project.targets[&pipeline.target];
-    let _lock = if opts.dry_run {
+    let run_lock = if opts.dry_run {
         None
     } else {
         Some(
@@ -355,6 +355,8 @@ fn run_once(
     let mut target_status;
     let mut timed_out = false;
     let mut stopped = false;
+    // Why the run lock was lost during the run (its PostgreSQL session ended), if it was.
+    let mut lock_lost: Option<String> = None;
     // When the run began to stop early (signal or timeout): the tap's SIGTERM.
     let mut stopping_since: Option<Instant> = None;
     let stop_grace = pipeline.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
@@ -402,7 +404,14 @@ fn run_once(
         if !stopped && env.shutdown.load(Ordering::SeqCst) {
             stopped = true;
         }
-        if (timed_out || stopped) && stopping_since.is_none() {
+        if lock_lost.is_none()
+            && let Some(why) = run_lock.as_ref().and_then(lock::RunLock::lost)
+        {
+            // Another run may take the lock now: stop extracting; no more states are stored.
+            tracing::error!(pipeline = name, "{why}; stopping the run");
+            lock_lost = Some(why);
+        }
+        if (timed_out || stopped || lock_lost.is_some()) && stopping_since.is_none() {
             // Stop extracting; the target gets end of input and commits what it has.
             stopping_since = Some(Instant::now());
             tap_proc.ask_to_stop(GRACE);
@@ -451,6 +460,9 @@ fn run_once(
     let mut errors = Vec::new();
     if let Some(e) = &confirmed.store_error {
         errors.push(format!("storing a confirmed state failed: {e}"));
+    }
+    if let Some(why) = &lock_lost {
+        errors.push(why.clone());
     }
     if timed_out {
         errors.push("the run timed out".to_string());
@@ -621,6 +633,16 @@ fn replay(
     }
     spool::loaded_all(spool_dir);
     Ok(last)
+}
+
+/// Records in `runs.jsonl` that a scheduled time of `name` was skipped: another run of its
+/// state id held the lock (`why`).
+pub(crate) fn record_skipped(home: &Path, project: &Project, name: &str, why: &str) {
+    let state_id = project
+        .pipeline(name)
+        .map_or(name, |p| p.state_id(name))
+        .to_string();
+    record::append_skipped(home, &RunRecord::skipped(name, &state_id, why));
 }
 
 /// A directory holding a run's config files; removed when the run ends.

@@ -18,9 +18,13 @@ pub(crate) struct RunRecord {
     pub(crate) attempt: u32,
     pub(crate) started_at: String,
     pub(crate) ended_at: Option<String>,
-    /// `succeeded`, `stopped` (by a signal, drained cleanly), `failed` or `dry-run`.
+    /// `succeeded`, `stopped` (by a signal, drained cleanly), `failed`, `dry-run`, or
+    /// `skipped` (a scheduled time at which another run of the state id held its lock).
     pub(crate) outcome: String,
     pub(crate) error: Option<String>,
+    /// Why a run was `skipped` (who held the lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<String>,
     pub(crate) tap_exit: String,
     pub(crate) target_exit: String,
     #[serde(default)]
@@ -73,6 +77,21 @@ impl RunRecord {
             pipeline: pipeline.into(),
             state_id: state_id.into(),
             outcome: "dry-run".into(),
+            ..Self::default()
+        }
+    }
+
+    /// A scheduled time skipped because another run held the lock (`why` says whose).
+    pub(crate) fn skipped(pipeline: &str, state_id: &str, why: &str) -> Self {
+        let now = chrono::Utc::now();
+        Self {
+            run_id: format!("skipped-{}", now.format("%Y%m%dT%H%M%S%.3fZ")),
+            pipeline: pipeline.into(),
+            state_id: state_id.into(),
+            started_at: now.to_rfc3339(),
+            ended_at: Some(now.to_rfc3339()),
+            outcome: "skipped".into(),
+            note: Some(why.into()),
             ..Self::default()
         }
     }
@@ -182,6 +201,21 @@ pub(crate) fn append(home: &Path, rec: &RunRecord) {
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = res {
         tracing::warn!("cannot record the run in {}: {e}", path.display());
+    }
+}
+
+/// Records a skipped scheduled time in `<home>/runs.jsonl` (not counted as a run ended: the
+/// run never started).
+pub(crate) fn append_skipped(home: &Path, rec: &RunRecord) {
+    let path = home.join("runs.jsonl");
+    let line = serde_json::to_string(rec).unwrap_or_default();
+    let res = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = res {
+        tracing::warn!("cannot record the skipped run in {}: {e}", path.display());
     }
 }
 

@@ -1,11 +1,12 @@
 //! Where confirmed states are kept: local files by default, or PostgreSQL for several machines.
 
 mod local;
+mod pg_lock;
 mod postgres;
 
 /// The advisory lock type, for the lock module.
 pub(crate) mod postgres_lock {
-    pub(crate) use super::postgres::PgLock;
+    pub(crate) use super::pg_lock::PgLock;
 }
 
 use serde_json::Value;

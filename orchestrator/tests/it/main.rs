@@ -13,6 +13,7 @@ mod meltano;
 mod metrics;
 mod pipelines;
 mod schedule;
+mod shared_state;
 mod state_store;
 mod stopping;
 
