@@ -562,22 +562,26 @@ fn state(store: &Store, action: StateAction) -> CliResult {
 }
 
 fn spool_cmd(l: &Loaded, action: SpoolAction) -> CliResult {
-    let dir_of = |name: &str| -> Result<PathBuf, (u8, String)> {
+    let dir_of = |name: &str| -> Result<(PathBuf, Option<String>), (u8, String)> {
         let p = l.project.pipeline(name).map_err(config_err)?;
-        Ok(l.home
+        let root = p.spool.as_ref().and_then(|s| s.root.clone());
+        let dir = l
+            .home
             .join("spool")
-            .join(crate::store::file_name(p.state_id(name))))
+            .join(crate::store::file_name(p.state_id(name)));
+        Ok((dir, root))
     };
     match action {
         SpoolAction::List { pipeline } => {
-            let dir = dir_of(&pipeline)?;
-            for b in spool::read_manifest(&dir).batches {
+            let (dir, root) = dir_of(&pipeline)?;
+            for b in spool::list(&dir, root.as_deref()).map_err(|e| (1, e))? {
                 println_stdout(&serde_json::to_string(&b).unwrap_or_default());
             }
             Ok(())
         }
         SpoolAction::Prune { pipeline } => {
-            let dir = dir_of(&pipeline)?;
+            let (dir, root) = dir_of(&pipeline)?;
+            spool::attach(&dir, root.as_deref()).map_err(|e| (1, e))?;
             spool::loaded_all(&dir);
             Ok(())
         }

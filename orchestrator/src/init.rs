@@ -54,4 +54,5 @@ replication_key = "updated_at"
 # max_bytes = "64MiB"
 # max_age = "60s"
 # format = "jsonl"   # or "parquet": records kept as Parquet files, loaded through BATCH messages
+# root = "s3://bucket/prefix"   # also keep the batches in S3 (AWS_* variables), for any machine
 "#;

@@ -164,6 +164,11 @@ pub(crate) struct SpoolConfig {
     /// Parquet file per stream and batch, loaded through BATCH messages).
     #[serde(default)]
     pub(crate) format: SpoolFormat,
+    /// Also keep the batches in object storage, `s3://bucket/prefix` (credentials and
+    /// endpoint from the standard `AWS_*` environment variables), so that any machine
+    /// running the pipeline can list and replay them. Default: the home only.
+    #[serde(default)]
+    pub(crate) root: Option<String>,
 }
 
 /// How the spool stores RECORDs.
@@ -210,6 +215,10 @@ impl Project {
             if let Some(s) = &p.schedule {
                 crate::schedule::parse(s, p.timezone.as_deref())
                     .map_err(|e| format!("pipeline `{name}`: schedule `{s}`: {e}"))?;
+            }
+            if let Some(root) = p.spool.as_ref().and_then(|s| s.root.as_deref()) {
+                crate::spool::check_root(root)
+                    .map_err(|e| format!("pipeline `{name}`: spool.root: {e}"))?;
             }
             for (id, o) in &p.streams {
                 if let Some(m) = &o.replication_method

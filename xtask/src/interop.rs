@@ -61,6 +61,11 @@ const K8S: Venv = Venv {
     name: "venv-k8s",
     packages: &["kubernetes-validate==1.37.0"],
 };
+/// moto's S3-compatible server, the object store the spool and BATCH tests run against.
+const MOTO: Venv = Venv {
+    name: "venv-moto",
+    packages: &["moto[server]==5.2.5"],
+};
 const MARKER: &str = ".xtask-spec";
 
 struct Venv {
@@ -120,7 +125,16 @@ fn interop_dir() -> PathBuf {
 /// Creates or refreshes the venvs and `env.json`; returns the path of `env.json`.
 pub(crate) fn run() -> Result<PathBuf> {
     let python_version = python_version()?;
-    for venv in [&JSONL, &SDK, &PG, &PARQUET, &TAP_PG_MELTANO, &MELTANO, &K8S] {
+    for venv in [
+        &JSONL,
+        &SDK,
+        &PG,
+        &PARQUET,
+        &TAP_PG_MELTANO,
+        &MELTANO,
+        &K8S,
+        &MOTO,
+    ] {
         venv.ensure(&python_version)?;
     }
     let streams = target_test_streams(&SDK.dir())?;
@@ -146,6 +160,7 @@ pub(crate) fn run() -> Result<PathBuf> {
             "target_postgres_py",
             path_string(&PG.bin("target-postgres")),
         ),
+        ("moto_server", path_string(&MOTO.bin("moto_server"))),
     ]);
     std::fs::write(&env_json, text)
         .map_err(|e| format!("failed to write {}: {e}", env_json.display()))?;

@@ -425,7 +425,8 @@ fn render(path: &Path, args: &K8sArgs) -> Result<Rendered, String> {
         scopes.push("state".into());
         let needed = keys.for_scopes(&scopes);
         used_keys.extend(needed.iter().cloned());
-        if p.spool.is_some() && args.home_pvc.is_none() {
+        // A spool with a `root` in object storage outlives the pod without a volume.
+        if p.spool.as_ref().is_some_and(|s| s.root.is_none()) && args.home_pvc.is_none() {
             warnings.push(format!(
                 "pipeline `{name}` spools batches into the pod's home, which ends with the pod: unconfirmed batches are extracted again by the next run (pass --home-pvc to keep them)"
             ));

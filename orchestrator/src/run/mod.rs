@@ -251,6 +251,14 @@ fn run_once(
     let buffer = pipeline.buffer.unwrap_or(DEFAULT_BUFFER);
     let spool_dir = env.home.join("spool").join(store::file_name(&state_id));
 
+    // With a spool in object storage, the local folder follows the store first.
+    if let Some(cfg) = &pipeline.spool
+        && let Err(e) = spool::attach(&spool_dir, cfg.root.as_deref())
+    {
+        let failed = rec.clone().failed(e);
+        record::append(env.home, &failed);
+        return Err(RunError::Failed(Box::new(failed)));
+    }
     // With a spool, what an earlier run left unloaded goes first, without re-extracting.
     let mut base = previous;
     if pipeline.spool.is_some() && !opts.full_refresh && spool::has_pending(&spool_dir) {
@@ -696,6 +704,9 @@ pub(crate) fn replay_pipeline(env: &Env<'_>, name: &str) -> Result<(), String> {
     let _lock = lock::acquire(env.home, env.store, env.pg_url().as_deref(), &state_id)
         .map_err(|e| e.to_string())?;
     let spool_dir = env.home.join("spool").join(store::file_name(&state_id));
+    if let Some(cfg) = &pipeline.spool {
+        spool::attach(&spool_dir, cfg.root.as_deref())?;
+    }
     if !spool::has_pending(&spool_dir) {
         tracing::info!(pipeline = name, "the spool is empty");
         return Ok(());

@@ -19,6 +19,8 @@ use singer_core::message::{Message, MessageRef, parse_line};
 /// Turns RECORD lines into Parquet files and BATCH lines.
 pub(crate) struct Columnar {
     dir: PathBuf,
+    /// The folder in object storage the files are uploaded to, if any.
+    remote: Option<String>,
     rows_per_file: usize,
     schemas: HashMap<String, StreamSchema>,
     writers: BTreeMap<String, BatchWriter>,
@@ -28,6 +30,7 @@ impl Columnar {
     pub(crate) fn new(rows_per_file: u64) -> Self {
         Self {
             dir: PathBuf::new(),
+            remote: None,
             rows_per_file: usize::try_from(rows_per_file).unwrap_or(usize::MAX).max(1),
             schemas: HashMap::new(),
             writers: BTreeMap::new(),
@@ -37,6 +40,12 @@ impl Columnar {
     /// The folder the next files are written to (one per spool batch).
     pub(crate) fn set_dir(&mut self, dir: &Path) {
         self.dir = dir.to_path_buf();
+    }
+
+    /// The object-store folder the next files are uploaded to (their BATCH lines name them
+    /// there); `None` keeps them in the local folder.
+    pub(crate) fn set_remote(&mut self, remote: Option<String>) {
+        self.remote = remote;
     }
 
     /// A SCHEMA line: completes the stream's open file and keeps the schema for its records.
@@ -77,7 +86,7 @@ impl Columnar {
                 format: config::Format::Parquet,
                 compression: config::Compression::Zstd,
                 root: self.dir.clone(),
-                remote: None,
+                remote: self.remote.clone(),
                 prefix: String::new(),
                 rows_per_file: self.rows_per_file,
             };
@@ -94,6 +103,10 @@ impl Columnar {
             w.set_version(r.version);
         }
         let done = w.write(r.record).map_err(|e| {
+            if self.remote.is_some() && e.message.contains("upload") {
+                // A completed file that could not be stored, not a value.
+                return std::io::Error::other(e.to_string());
+            }
             std::io::Error::other(format!(
                 "{e} (the spool's parquet format cannot hold this value; spool this pipeline as jsonl)"
             ))

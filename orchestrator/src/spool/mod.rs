@@ -10,6 +10,9 @@
 //! - with `format = "parquet"`, `batch-000001.files/`: the batch's RECORDs as Parquet files,
 //!   which BATCH lines in the batch file name in their place (see [`columnar`]).
 //!
+//! With a `root` in object storage the same files live under `<root>/<state id>/` too, and
+//! the store's manifest is the one that counts (see [`remote`]).
+//!
 //! A batch is removed once the target confirmed a state that follows all of its records (or the
 //! target exited successfully after reading it).
 
@@ -23,12 +26,15 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use singer_core::batch::store;
 
 mod columnar;
+mod remote;
 
 use crate::project::{SpoolConfig, SpoolFormat};
 use crate::run::inspect::{Line, classify};
 use crate::run::pump::ChunkSink;
+pub(crate) use remote::{attach, list};
 
 /// Serialises manifest updates from the sink and from confirmations.
 static MANIFEST: Mutex<()> = Mutex::new(());
@@ -45,6 +51,10 @@ pub(crate) struct Batch {
     /// True when no RECORD follows that state in the batch.
     pub(crate) ends_with_state: bool,
     pub(crate) sealed_at: String,
+    /// Sealed here but not yet in the spool's object store: never fed to a target until it
+    /// is (the next run uploads it, unless another run spooled since).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) upload_pending: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -53,6 +63,16 @@ pub(crate) struct Manifest {
     /// Index into `batches` after which confirmations are searched (targets confirm in order).
     #[serde(default)]
     pub(crate) confirmed_upto: usize,
+    /// The number of the next batch (numbers are never reused, so a store shared by several
+    /// machines never mixes two batches up).
+    #[serde(default)]
+    pub(crate) next_seq: u64,
+    /// The highest batch number removed because the target confirmed it.
+    #[serde(default)]
+    pub(crate) trimmed_upto: u64,
+    /// The spool's folder in object storage, if it has one (set by [`attach`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) remote: Option<String>,
 }
 
 fn batch_file(dir: &Path, seq: u64) -> PathBuf {
@@ -79,19 +99,51 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
     crate::catalog::write_atomic(&dir.join("manifest.json"), text.as_bytes())
 }
 
+/// Checks a spool `root`: an object-store URL this build can reach.
+pub(crate) fn check_root(root: &str) -> Result<(), String> {
+    if !store::is_remote(root) {
+        return Err(format!(
+            "`{root}` is not an object-store URL (s3://bucket/prefix); the spool is in the home without it"
+        ));
+    }
+    store::check(root)
+}
+
 /// True when an earlier run left batches that were not confirmed.
 pub(crate) fn has_pending(dir: &Path) -> bool {
     !read_manifest(dir).batches.is_empty()
 }
 
-/// Removes batches `..n` (and their files).
-fn drop_batches(dir: &Path, m: &mut Manifest, n: usize) {
+/// Removes batches `..n` (and their files); returns their numbers.
+fn drop_batches(dir: &Path, m: &mut Manifest, n: usize) -> Vec<u64> {
+    let mut dropped = Vec::new();
     for b in m.batches.drain(..n.min(m.batches.len())) {
-        let _ = std::fs::remove_file(batch_file(dir, b.seq));
-        let _ = std::fs::remove_file(schemas_file(dir, b.seq));
-        let _ = std::fs::remove_dir_all(files_dir(dir, b.seq));
+        remove_local(dir, b.seq);
+        m.trimmed_upto = m.trimmed_upto.max(b.seq);
+        dropped.push(b.seq);
     }
     m.confirmed_upto = m.confirmed_upto.saturating_sub(n);
+    dropped
+}
+
+fn remove_local(dir: &Path, seq: u64) {
+    let _ = std::fs::remove_file(batch_file(dir, seq));
+    let _ = std::fs::remove_file(schemas_file(dir, seq));
+    let _ = std::fs::remove_dir_all(files_dir(dir, seq));
+}
+
+/// Writes the manifest here and, with a store, there; then removes `dropped` from the store.
+/// A store that cannot be reached is logged: the batches stay there, and the next
+/// [`attach`] on this machine removes them (this manifest remembers `trimmed_upto`).
+fn save_trimmed(dir: &Path, m: &Manifest, dropped: &[u64]) {
+    if let Err(e) = write_manifest(dir, m) {
+        tracing::warn!("spool manifest: {e}");
+    }
+    if let Some(url) = &m.remote
+        && let Err(e) = remote::put_manifest(url, m).and_then(|()| remote::delete(url, dropped))
+    {
+        tracing::warn!("spool: removing confirmed batches from {url}: {e}");
+    }
 }
 
 /// The target confirmed `state`: drop the batches whose records it covers.
@@ -110,9 +162,9 @@ pub(crate) fn confirmed(dir: &Path, state: &Value) {
         j
     };
     m.confirmed_upto = j;
-    drop_batches(dir, &mut m, n);
-    if let Err(e) = write_manifest(dir, &m) {
-        tracing::warn!("spool manifest: {e}");
+    let dropped = drop_batches(dir, &mut m, n);
+    if !dropped.is_empty() {
+        save_trimmed(dir, &m, &dropped);
     }
 }
 
@@ -121,10 +173,8 @@ pub(crate) fn loaded_all(dir: &Path) {
     let _g = MANIFEST.lock().unwrap_or_else(|p| p.into_inner());
     let mut m = read_manifest(dir);
     let n = m.batches.len();
-    drop_batches(dir, &mut m, n);
-    if let Err(e) = write_manifest(dir, &m) {
-        tracing::warn!("spool manifest: {e}");
-    }
+    let dropped = drop_batches(dir, &mut m, n);
+    save_trimmed(dir, &m, &dropped);
 }
 
 /// Writes every pending batch (schemas first) to `w`, oldest first.
@@ -134,6 +184,12 @@ pub(crate) fn feed_all<W: Write>(dir: &Path, mut w: W) -> Result<(), String> {
         read_manifest(dir).batches
     };
     for b in &batches {
+        if b.upload_pending {
+            return Err(format!(
+                "batch {} is not in the spool's object store yet (run `singer spool list` or `singer run` to upload it)",
+                b.seq
+            ));
+        }
         let schemas = std::fs::read(schemas_file(dir, b.seq)).unwrap_or_default();
         w.write_all(&schemas)
             .map_err(|e| format!("writing to the target: {e}"))?;
@@ -186,6 +242,8 @@ pub(crate) struct SpoolSink {
     loader: Option<Loader>,
     /// With `format = "parquet"`: RECORDs into Parquet files.
     columnar: Option<columnar::Columnar>,
+    /// The spool's folder in object storage: a batch is fed to the target once it is there.
+    remote: Option<String>,
 }
 
 impl SpoolSink {
@@ -195,7 +253,11 @@ impl SpoolSink {
         target: W,
     ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let next_seq = read_manifest(dir).batches.last().map_or(1, |b| b.seq + 1);
+        let m = read_manifest(dir);
+        let next_seq = m
+            .next_seq
+            .max(m.batches.last().map_or(1, |b| b.seq + 1))
+            .max(1);
         let (tx, rx) = channel::<u64>();
         let d = dir.to_path_buf();
         let loader = std::thread::spawn(move || load_loop(&d, rx, target));
@@ -208,6 +270,7 @@ impl SpoolSink {
             loader: Some((tx, loader)),
             columnar: (cfg.format == SpoolFormat::Parquet)
                 .then(|| columnar::Columnar::new(cfg.max_records)),
+            remote: m.remote,
         })
     }
 
@@ -225,6 +288,10 @@ impl SpoolSink {
                 let files = files_dir(&self.dir, seq);
                 std::fs::create_dir_all(&files)?;
                 c.set_dir(&files);
+                // With a store, the Parquet files go there as they are completed, and the
+                // BATCH lines name them there, so any machine can load the batch.
+                let name = format!("batch-{seq:06}.files");
+                c.set_remote(self.remote.as_deref().map(|r| store::join(r, &name)));
             }
             let f = std::fs::File::create(batch_file(&self.dir, seq))?;
             let enc = zstd::stream::write::Encoder::new(f, 3)?;
@@ -261,12 +328,19 @@ impl SpoolSink {
             last_state: o.last_state,
             ends_with_state: o.ends_with_state,
             sealed_at: chrono::Utc::now().to_rfc3339(),
+            upload_pending: self.remote.is_some(),
         };
         {
             let _g = MANIFEST.lock().unwrap_or_else(|p| p.into_inner());
             let mut m = read_manifest(&self.dir);
             m.batches.push(batch);
+            m.next_seq = m.next_seq.max(o.seq + 1);
             write_manifest(&self.dir, &m).map_err(std::io::Error::other)?;
+        }
+        // With a store, the batch counts as spooled (and goes to the target) only once it is
+        // there: a failed upload fails the run, and the next one uploads it.
+        if let Some(url) = &self.remote {
+            remote::store_sealed(&self.dir, url, o.seq).map_err(std::io::Error::other)?;
         }
         // A loader that stopped (the target went away) is not an error here: the batch is on
         // disk, so the rest of the tap's output keeps being spooled for `singer spool replay`
@@ -382,6 +456,7 @@ mod tests {
             max_bytes: 1 << 30,
             max_age: std::time::Duration::from_secs(3600),
             format: SpoolFormat::Jsonl,
+            root: None,
         }
     }
 

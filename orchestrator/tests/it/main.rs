@@ -11,6 +11,7 @@ mod failures;
 mod k8s;
 mod meltano;
 mod metrics;
+mod object_storage;
 mod pipelines;
 mod schedule;
 mod shared_state;
