@@ -126,24 +126,31 @@ pub(crate) fn try_lock(url: &str, schema: &str, id: &str) -> Result<Taken, Store
             .await?
             .get(0);
         if !got {
-            let row = client
-                .query_opt(
-                    &format!(
-                        "SELECT holder || ', since ' || to_char(since AT TIME ZONE 'UTC', \
-                         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM {schema}.run_lock WHERE id = $1"
-                    ),
-                    &[&id],
-                )
-                .await?;
-            return Ok::<_, tokio_postgres::Error>(Err(row.map(|r| r.get::<_, String>(0))));
+            // The holder's row, once the session holding the lock has written it (it does so
+            // just after taking the lock).
+            let sql = format!(
+                "SELECT r.holder || ', since ' || to_char(r.since AT TIME ZONE 'UTC', \
+                 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM {schema}.run_lock r
+                 WHERE r.id = $1 AND r.session_pid IN (SELECT pid FROM pg_locks
+                   WHERE locktype = 'advisory' AND granted AND ((classid::bigint << 32)
+                     | objid::bigint) = hashtextextended('singer-run:' || $2 || ':' || $1, 0))"
+            );
+            for _ in 0..10 {
+                if let Some(r) = client.query_opt(&sql, &[&id, &schema]).await? {
+                    return Ok::<_, tokio_postgres::Error>(Err(Some(r.get::<_, String>(0))));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            return Ok::<_, tokio_postgres::Error>(Err(None));
         }
         let generation: i64 = client
             .query_one(
                 &format!(
-                    "INSERT INTO {schema}.run_lock AS l (id, generation, holder, since)
-                     VALUES ($1, 1, $2, now())
+                    "INSERT INTO {schema}.run_lock AS l (id, generation, holder, since, session_pid)
+                     VALUES ($1, 1, $2, now(), pg_backend_pid())
                      ON CONFLICT (id) DO UPDATE
-                       SET generation = l.generation + 1, holder = EXCLUDED.holder, since = now()
+                       SET generation = l.generation + 1, holder = EXCLUDED.holder, since = now(),
+                         session_pid = EXCLUDED.session_pid
                      RETURNING generation"
                 ),
                 &[&id, &holder()],
@@ -155,7 +162,8 @@ pub(crate) fn try_lock(url: &str, schema: &str, id: &str) -> Result<Taken, Store
     let generation = match taken.map_err(pg)? {
         Ok(g) => g,
         Err(holder) => {
-            let who = holder.map_or_else(|| "holder unknown".into(), |h| format!("held by {h}"));
+            let who =
+                holder.map_or_else(|| "holder not recorded".into(), |h| format!("held by {h}"));
             return Ok(Taken::Busy(who));
         }
     };

@@ -64,7 +64,8 @@ impl PgStore {
                  source text NOT NULL, at timestamptz NOT NULL DEFAULT now());
              CREATE INDEX IF NOT EXISTS state_history_id ON {s}.state_history (id, at);
              CREATE TABLE IF NOT EXISTS {s}.run_lock (id text PRIMARY KEY,
-                 generation bigint NOT NULL, holder text NOT NULL, since timestamptz NOT NULL);
+                 generation bigint NOT NULL, holder text NOT NULL, since timestamptz NOT NULL,
+                 session_pid integer NOT NULL);
              COMMIT",
             lit = literal(&s),
         )))
