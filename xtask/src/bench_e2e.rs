@@ -13,8 +13,8 @@
 //!    rows per file, or a quarter of N when smaller so small runs write several files, in a
 //!    directory under the bench's) that the target reads back;
 //! 6. `singer run`;
-//! 7. the same `singer run` again into the now-full tables (every row an upsert, of values
-//!    the rows already hold: target-postgres leaves such rows alone);
+//! 7. the same `singer run` again into the now-full tables (every row an upsert of the values
+//!    it holds, but with this sync's table version, so every row is still rewritten);
 //! 8. after `qty` was changed on every row of `mixed` in MariaDB (not timed, undone after the
 //!    stage), `singer run` again: every row an upsert that rewrites it.
 //!
@@ -135,7 +135,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     ));
     let logs = PipeLogs::new(&dir);
     let mut singer = Stage::new("singer run (first load)");
-    let mut upsert = Stage::new("singer run again (every row an upsert, values unchanged)");
+    let mut upsert = Stage::new("singer run again (every row an upsert)");
     let mut changed =
         Stage::new("singer run again, every row changed at the source (every row rewritten)");
 
