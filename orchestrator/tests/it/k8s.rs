@@ -414,9 +414,25 @@ schedule = "0 3 * * *"
             .starts_with("1 measured runs"),
         "{cj}"
     );
-    // A tiny run: the floors.
+    // One run: request = its peak (orchestrator + 2 × children) × 1.25, limit × 1.5, with
+    // floors of 64 and 128 MiB.
+    let peak_kb = (record["orchestrator_max_rss_kb"].as_u64().unwrap() + 2 * children_kb) as f64;
+    let mib = |factor: f64, floor: u64| {
+        format!(
+            "{}Mi",
+            ((peak_kb * factor / 1024.0).ceil() as u64).max(floor)
+        )
+    };
     let c = &pod["containers"][0];
-    assert_eq!(c["resources"]["requests"]["memory"], "64Mi");
-    assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(
+        c["resources"]["requests"]["memory"],
+        mib(1.25, 64),
+        "{record}"
+    );
+    assert_eq!(
+        c["resources"]["limits"]["memory"],
+        mib(1.5, 128),
+        "{record}"
+    );
     assert_eq!(cj["spec"]["jobTemplate"]["spec"]["backoffLimit"], 0);
 }

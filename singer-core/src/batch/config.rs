@@ -192,7 +192,7 @@ mod tests {
                 "compression",
             ),
             (
-                json!({"encoding": {"format": "jsonl"}, "storage": {"root": "s3://b/x"}}),
+                json!({"encoding": {"format": "jsonl"}, "storage": {"root": "gs://b/x"}}),
                 "root",
             ),
             (

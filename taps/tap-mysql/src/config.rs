@@ -236,7 +236,7 @@ mod tests {
                 "batch_config.encoding.format",
             ),
             (
-                serde_json::json!({"encoding": {"format": "jsonl"}, "storage": {"root": "s3://x"}}),
+                serde_json::json!({"encoding": {"format": "jsonl"}, "storage": {"root": "gs://x"}}),
                 "batch_config.storage.root",
             ),
             (

@@ -425,7 +425,7 @@ fn a_bad_batch_config_is_refused_naming_the_setting() {
             "batch_config.encoding.format",
         ),
         (
-            json!({"encoding": {"format": "jsonl"}, "storage": {"root": "s3://x"}}),
+            json!({"encoding": {"format": "jsonl"}, "storage": {"root": "gs://x"}}),
             "batch_config.storage.root",
         ),
         (
