@@ -192,21 +192,17 @@ impl Metrics {
 /// Appends a record to `<home>/runs.jsonl`.
 pub(crate) fn append(home: &Path, rec: &RunRecord) {
     crate::metrics::run_ended(&rec.pipeline, &rec.outcome);
-    let path = home.join("runs.jsonl");
-    let line = serde_json::to_string(rec).unwrap_or_default();
-    let res = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = res {
-        tracing::warn!("cannot record the run in {}: {e}", path.display());
-    }
+    write_line(home, rec, "the run");
 }
 
 /// Records a skipped scheduled time in `<home>/runs.jsonl` (not counted as a run ended: the
 /// run never started).
 pub(crate) fn append_skipped(home: &Path, rec: &RunRecord) {
+    write_line(home, rec, "the skipped run");
+}
+
+/// Appends `rec` as one line of `<home>/runs.jsonl`; a failure is a warning naming `what`.
+fn write_line(home: &Path, rec: &RunRecord, what: &str) {
     let path = home.join("runs.jsonl");
     let line = serde_json::to_string(rec).unwrap_or_default();
     let res = std::fs::OpenOptions::new()
@@ -215,7 +211,7 @@ pub(crate) fn append_skipped(home: &Path, rec: &RunRecord) {
         .open(&path)
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = res {
-        tracing::warn!("cannot record the skipped run in {}: {e}", path.display());
+        tracing::warn!("cannot record {what} in {}: {e}", path.display());
     }
 }
 
