@@ -27,6 +27,7 @@ pub mod loader;
 pub mod model;
 pub mod names;
 pub mod retry;
+pub mod sent;
 pub mod sink;
 pub mod stage;
 pub mod types;

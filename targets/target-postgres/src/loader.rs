@@ -7,7 +7,8 @@
 //! empty load on the first connection alone.
 //!
 //! ACTIVATE_VERSION v marks (or with `hard_delete` removes) rows whose `_sdc_table_version`
-//! is below v or null. It runs after every batch before it committed, so rows of version v
+//! is below v or null and that the pass of v did not send ([`crate::sent`]). It runs
+//! after every batch before it committed, so rows of version v
 //! are never touched, whatever the batching. One that arrives before any record of v (taps
 //! send one when a full copy starts) is deferred to the next ACTIVATE_VERSION or the end of
 //! input: applied at once, it would mark every row deleted only for the copy to unmark each
@@ -32,6 +33,7 @@ use crate::connect::{self, db_error};
 use crate::model::{Active, Meta, PlanOptions, TableModel, plan};
 use crate::names::quote;
 use crate::retry::{self, Retry, RetryPolicy, Txn};
+use crate::sent::{SentKeys, SentTracker};
 use crate::sink::{Batch, Part};
 use crate::stage::{Path, Stage};
 use crate::types::PgType;
@@ -54,6 +56,11 @@ pub struct PgLoader {
     hard_delete: bool,
     /// Keyed table that was empty at the start and has had no key conflict yet.
     direct: bool,
+    /// Which versions' merges record their keys in the side table ([`crate::sent`]).
+    sent: SentTracker,
+    /// The server has `MERGE` (PostgreSQL 15+) and no key column has a nondeterministic
+    /// collation (whose equal values the sink could not tell apart).
+    merge_ok: bool,
     /// Table versions of the records loaded in this run.
     loaded_versions: Vec<i64>,
     /// An ACTIVATE_VERSION that came before its records, applied later.
@@ -88,6 +95,8 @@ impl PgLoader {
             opts,
             hard_delete,
             direct: false,
+            sent: SentTracker::default(),
+            merge_ok: false,
             loaded_versions: Vec::new(),
             deferred: None,
             retry,
@@ -111,6 +120,36 @@ impl PgLoader {
                 }
             }
         }
+    }
+
+    /// Whether parts may be merged with `MERGE` ([`Self::merge_ok`]).
+    async fn merge_allowed(&self) -> Result<bool, SdkError> {
+        let sql = "SELECT current_setting('server_version_num')::int >= 150000 AND NOT EXISTS ( \
+                   SELECT 1 FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation \
+                   WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($2) \
+                   AND NOT c.collisdeterministic)";
+        let row = self
+            .client
+            .query_one(sql, &[&self.model.qualified(), &self.keys])
+            .await
+            .map_err(|e| db_error(format!("stream `{}`: {sql}", self.stream), e))?;
+        Ok(row.get::<_, bool>(0))
+    }
+
+    /// Whether this stream's parts may use `MERGE`: the server allows it, the table's
+    /// primary key is the stream's key, and every key column has a type whose equal values
+    /// the sink's key hash sees as equal (not `jsonb`, `double precision` or a type this
+    /// target did not create), so a part it found free of repeated keys is free of them.
+    fn merge_command(&self) -> bool {
+        let pk_is_key = self.model.primary_key.as_ref().is_some_and(|(_, cols)| {
+            cols.len() == self.keys.len() && cols.iter().all(|c| self.keys.contains(c))
+        });
+        let plain_types = self.keys.iter().all(|k| {
+            self.model.columns.iter().any(|c| {
+                c.name == *k && !matches!(c.ty, PgType::Jsonb | PgType::Double | PgType::Custom(_))
+            })
+        });
+        self.merge_ok && pk_is_key && plain_types
     }
 
     async fn table_is_empty(&self) -> Result<bool, SdkError> {
@@ -137,6 +176,7 @@ impl PgLoader {
         }
         self.model = p.model;
         self.keys = p.keys;
+        self.merge_ok = self.merge_allowed().await?;
         Ok(())
     }
 
@@ -148,10 +188,25 @@ impl PgLoader {
             opts: self.opts,
             hard_delete: self.hard_delete,
             skip_unchanged: self.config.skip_unchanged_rows,
+            sent: self.sent.recording(),
+            merge_command: self.merge_command(),
         }
     }
 
     async fn load_batch(&mut self, batch: &Batch) -> Result<(), SdkError> {
+        if self.config.skip_unchanged_rows && !self.keys.is_empty() {
+            let prepared = self
+                .sent
+                .prepare(&self.client, &self.model, &self.keys, &batch.versions)
+                .await;
+            prepared.map_err(|e| {
+                db_error(
+                    self.stage()
+                        .context_for(batch, "finding the sent keys' table"),
+                    e,
+                )
+            })?;
+        }
         let shards = batch.parts.iter().map(|p| p.shard).max().unwrap_or(0) + 1;
         let one_shape = batch
             .parts
@@ -286,6 +341,16 @@ impl PgLoader {
                     .await
                     .map_err(|e| db_error(self.stage().context_for(batch, "widening"), e))?;
                 self.model.columns[idx].ty = col.ty.clone();
+                if let Some(sql) = self
+                    .sent
+                    .table()
+                    .and_then(|s| s.widen_sql(&col.name, &col.ty))
+                {
+                    self.client
+                        .batch_execute(&sql)
+                        .await
+                        .map_err(|e| db_error(self.stage().context_for(batch, "widening"), e))?;
+                }
             }
         }
         Ok(())
@@ -463,33 +528,82 @@ impl PgLoader {
         Ok(outcome)
     }
 
-    /// Marks or deletes the rows of versions older than `version`.
+    /// Marks or deletes the rows of versions older than `version` that its pass did not send,
+    /// and forgets the keys that pass sent, in one transaction.
     async fn retire(&mut self, version: i64) -> Result<(), SdkError> {
-        let table = self.model.qualified();
-        let v = quote(Meta::TableVersion.name());
-        let d = quote(Meta::DeletedAt.name());
-        let older = format!("({v} IS NULL OR {v} < $1)");
-        let sql = if self.hard_delete {
-            format!("DELETE FROM {table} WHERE {older}")
-        } else {
-            self.client
-                .batch_execute(&format!(
-                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {d} timestamptz"
-                ))
-                .await
-                .map_err(|e| db_error(format!("stream `{}`: ACTIVATE_VERSION", self.stream), e))?;
-            format!("UPDATE {table} SET {d} = now() WHERE {older} AND {d} IS NULL")
+        let context = || format!("stream `{}`: ACTIVATE_VERSION {version}", self.stream);
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| db_error(context(), e))?;
+        let retired = self.retire_in_transaction(version).await;
+        let done = match retired {
+            Ok(n) => self.client.batch_execute("COMMIT").await.map(|()| n),
+            Err(e) => {
+                // Best effort: the error is reported (and retried) anyway.
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
         };
-        let n = self.client.execute(&sql, &[&version]).await.map_err(|e| {
-            db_error(
-                format!("stream `{}`: ACTIVATE_VERSION {version}", self.stream),
-                e,
-            )
-        })?;
+        let n = done.map_err(|e| db_error(context(), e))?;
+        self.sent.activated(version);
         tracing::info!(stream = %self.stream, version, rows = n, hard = self.hard_delete, "older table versions retired");
         Ok(())
     }
+
+    /// [`Self::retire`]'s statements; returns the rows retired.
+    async fn retire_in_transaction(&self, version: i64) -> Result<u64, tokio_postgres::Error> {
+        let table = self.model.qualified();
+        let v = quote(Meta::TableVersion.name());
+        let d = quote(Meta::DeletedAt.name());
+        let sent = SentKeys::find(&self.client, &self.model).await?;
+        let mut older = format!("({t}.{v} IS NULL OR {t}.{v} < $1)", t = RETIRED);
+        if let Some(sent) = &sent {
+            // Fresh statistics, so the planner sees a table of all the pass's keys.
+            self.client
+                .batch_execute(&format!("ANALYZE {}", sent.table))
+                .await?;
+            older = format!("{older} AND {}", sent.unsent(RETIRED));
+        }
+        if !self.hard_delete {
+            // Only when missing: ALTER TABLE locks out readers even when it changes nothing.
+            let has = |c: &crate::model::Column| c.name == Meta::DeletedAt.name();
+            if !self.model.columns.iter().any(has) {
+                self.client
+                    .batch_execute(&format!(
+                        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {d} timestamptz"
+                    ))
+                    .await?;
+            }
+            older = format!("{older} AND {RETIRED}.{d} IS NULL");
+        }
+        if sent.is_some() {
+            // Most passes find nothing to retire. A count may run in parallel workers where the
+            // UPDATE or DELETE may not (on the bench's 1M rows, 340 ms against 550 ms).
+            let count = format!("SELECT count(*) FROM {table} AS {RETIRED} WHERE {older}");
+            let n: i64 = self.client.query_one(&count, &[&version]).await?.get(0);
+            if n == 0 {
+                if let Some(sent) = &sent {
+                    sent.activate(&self.client, version).await?;
+                }
+                return Ok(0);
+            }
+        }
+        let sql = if self.hard_delete {
+            format!("DELETE FROM {table} AS {RETIRED} WHERE {older}")
+        } else {
+            format!("UPDATE {table} AS {RETIRED} SET {d} = now() WHERE {older}")
+        };
+        let n = self.client.execute(&sql, &[&version]).await?;
+        if let Some(sent) = &sent {
+            sent.activate(&self.client, version).await?;
+        }
+        Ok(n)
+    }
 }
+
+/// The alias of the table in ACTIVATE_VERSION's statement.
+const RETIRED: &str = "_singer_t";
 
 /// The shards a batch's parts load on.
 fn shards_of(batch: &Batch) -> Vec<usize> {

@@ -5,9 +5,18 @@
 //!   (keys) … ORDER BY keys, ctid DESC ON CONFLICT (keys) DO UPDATE`, so the last record of a
 //!   key in the part wins (a fresh temporary table filled by one COPY keeps input order in
 //!   `ctid`); with `hard_delete`, rows whose `_sdc_deleted_at` is set are then deleted.
+//!   When no key repeats in the part and the table's primary key is the stream's key, a
+//!   `MERGE` (PostgreSQL 15+) does the same work: unlike `ON CONFLICT … DO UPDATE … WHERE`,
+//!   it neither locks nor writes WAL for the rows it leaves unchanged (on the bench's 1M-row
+//!   table, 200 ms and 0.1 MB of WAL per 100,000 unchanged rows, against 290 ms and 39 MB).
+//!   Should it meet a key another session inserted meanwhile, the part is merged again with
+//!   `ON CONFLICT`.
 //! - Direct path: while a keyed table was empty when the run started, a part is first COPYed
 //!   straight into it inside a savepoint. A key conflict (a duplicate in the part or a key
 //!   loaded earlier) rolls back to the savepoint and merges the part through staging instead.
+//! - With a side table of the keys a versioned pass sent ([`crate::sent`]), a merge also
+//!   records the part's keys there, and a row whose values are unchanged keeps its
+//!   `_sdc_table_version`: only a change of values rewrites it.
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -19,6 +28,7 @@ use crate::connect::db_error;
 use crate::encode::{COPY_HEADER, COPY_TRAILER};
 use crate::model::{Active, Meta, PlanOptions};
 use crate::names::quote;
+use crate::sent::SentKeys;
 use crate::sink::{Batch, Part};
 use crate::types::PgType;
 
@@ -35,6 +45,11 @@ pub(crate) struct Stage<'a> {
     pub hard_delete: bool,
     /// Leave rows whose values would not change alone (the `skip_unchanged_rows` setting).
     pub skip_unchanged: bool,
+    /// Where merged parts record their keys (with `skip_unchanged`, for versioned batches).
+    pub sent: Option<&'a SentKeys>,
+    /// Parts without a repeated key may use `MERGE`: PostgreSQL 15+, and the table's primary
+    /// key is the stream's key (its index finds each staged row's match).
+    pub merge_command: bool,
 }
 
 /// How a part was loaded.
@@ -144,6 +159,12 @@ impl Stage<'_> {
             .await
             .map_err(|e| self.part_error(batch, part, "COPY", e))?;
         self.merge_staged(client, batch, part, &stage).await?;
+        if let Some(sent) = self.sent {
+            client
+                .batch_execute(&sent.record_sql(&stage, columns))
+                .await
+                .map_err(|e| self.error(batch, "recording the keys of the table version", e))?;
+        }
         let deletes = columns.iter().any(|c| c.name == Meta::DeletedAt.name());
         if self.hard_delete && deletes && !self.keys.is_empty() {
             let on: Vec<String> = self
@@ -185,14 +206,27 @@ impl Stage<'_> {
             self.merge_sql(stage, columns, true)
         );
         if part.unique_keys && !self.keys.is_empty() {
-            let plain = format!(
-                "SAVEPOINT singer_merge; {}",
-                self.merge_sql(stage, columns, false)
-            );
+            let plain = if self.merge_command {
+                // Each staged row finds its match through the primary key's index, as ON
+                // CONFLICT would: without statistics on the staging table the planner may
+                // otherwise hash the whole table for every part.
+                format!(
+                    "SAVEPOINT singer_merge; SET LOCAL enable_hashjoin = off; \
+                     SET LOCAL enable_mergejoin = off; {}; \
+                     SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT",
+                    self.merge_command_sql(stage, columns)
+                )
+            } else {
+                format!(
+                    "SAVEPOINT singer_merge; {}",
+                    self.merge_sql(stage, columns, false)
+                )
+            };
+            let retry_sorted = [SqlState::CARDINALITY_VIOLATION, SqlState::UNIQUE_VIOLATION];
             match client.batch_execute(&plain).await {
                 Ok(()) => return Ok(()),
-                Err(e) if e.code() == Some(&SqlState::CARDINALITY_VIOLATION) => {
-                    tracing::debug!(stream = %self.stream, "a key twice in a part: merging it sorted");
+                Err(e) if e.code().is_some_and(|c| retry_sorted.contains(c)) => {
+                    tracing::debug!(stream = %self.stream, "a key twice in a part, or inserted meanwhile: merging it sorted");
                     client
                         .batch_execute("ROLLBACK TO SAVEPOINT singer_merge")
                         .await
@@ -237,7 +271,11 @@ impl Stage<'_> {
             .collect();
         let conflict = if updates.is_empty() {
             "DO NOTHING".to_string()
-        } else if let Some(changed) = self.skip_unchanged.then(|| changed(columns)).flatten() {
+        } else if let Some(changed) = self
+            .skip_unchanged
+            .then(|| changed(columns, self.sent.is_none(), "EXCLUDED"))
+            .flatten()
+        {
             format!("DO UPDATE SET {} WHERE {changed}", updates.join(", "))
         } else {
             format!("DO UPDATE SET {}", updates.join(", "))
@@ -258,31 +296,96 @@ impl Stage<'_> {
 /// The alias of the table in a merge, for the unchanged-row test.
 const TARGET: &str = "_singer_t";
 
+/// The alias of the staging table in a `MERGE`.
+const SOURCE: &str = "_singer_s";
+
+impl Stage<'_> {
+    /// The `MERGE` of a part whose keys are all different.
+    fn merge_command_sql(&self, stage: &str, columns: &[Active]) -> String {
+        let value = |c: &Active| match &c.ty {
+            PgType::Custom(t) => format!("{SOURCE}.{}::{t}", quote(&c.name)),
+            _ => format!("{SOURCE}.{}", quote(&c.name)),
+        };
+        let mut insert_cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+        let mut values: Vec<String> = columns.iter().map(value).collect();
+        let mut sets: Vec<String> = columns
+            .iter()
+            .filter(|c| !self.keys.contains(&c.name))
+            .map(|c| format!("{} = {}", quote(&c.name), value(c)))
+            .collect();
+        if self.opts.metadata {
+            let batched = quote(Meta::BatchedAt.name());
+            insert_cols.push(batched.clone());
+            values.push("now()".into());
+            sets.push(format!("{batched} = now()"));
+        }
+        let on: Vec<String> = columns
+            .iter()
+            .filter(|c| self.keys.contains(&c.name))
+            .map(|c| format!("{TARGET}.{} = {}", quote(&c.name), value(c)))
+            .collect();
+        let matched = if sets.is_empty() {
+            String::new()
+        } else {
+            let when = self
+                .skip_unchanged
+                .then(|| changed(columns, self.sent.is_none(), SOURCE))
+                .flatten()
+                .map(|c| format!(" AND {c}"))
+                .unwrap_or_default();
+            format!("WHEN MATCHED{when} THEN UPDATE SET {} ", sets.join(", "))
+        };
+        format!(
+            "MERGE INTO {} AS {TARGET} USING {stage} AS {SOURCE} ON {} {matched}\
+             WHEN NOT MATCHED THEN INSERT ({}) VALUES ({})",
+            self.table,
+            on.join(" AND "),
+            insert_cols.join(", "),
+            values.join(", ")
+        )
+    }
+}
+
 /// The condition under which a conflicting row is updated: some column the part sets, other
 /// than the ones that only say when a row was loaded, differs from the row in the table
 /// (`None` when no such column is left). Types without an equality operator (`json`, `xml`,
 /// `point`, …: any type this target did not create) are compared as text, where a different
-/// spelling of an equal value counts as a change, never the other way round.
-fn changed(columns: &[Active]) -> Option<String> {
-    let loaded_at = [
+/// spelling of an equal value counts as a change, never the other way round. A new
+/// `_sdc_table_version` is a change unless `version_is_change` is false (the part's keys are
+/// recorded in the side table instead). `source` names the incoming row (`EXCLUDED`, or the
+/// staging table's alias in a `MERGE`).
+fn changed(columns: &[Active], version_is_change: bool, source: &str) -> Option<String> {
+    let mut loaded_at = vec![
         Meta::ExtractedAt.name(),
         Meta::ReceivedAt.name(),
         Meta::BatchedAt.name(),
         Meta::Sequence.name(),
     ];
+    if !version_is_change {
+        loaded_at.push(Meta::TableVersion.name());
+    }
     let (mut old, mut new) = (Vec::new(), Vec::new());
     for c in columns
         .iter()
         .filter(|c| !loaded_at.contains(&c.name.as_str()))
     {
         let name = quote(&c.name);
-        let text = if matches!(c.ty, PgType::Custom(_)) {
-            "::text"
-        } else {
-            ""
-        };
-        old.push(format!("{TARGET}.{name}{text}"));
-        new.push(format!("EXCLUDED.{name}{text}"));
+        match &c.ty {
+            PgType::Custom(t) => {
+                old.push(format!("{TARGET}.{name}::text"));
+                // A staged value of such a type is its text; it takes the type's spelling.
+                let cast = if source == "EXCLUDED" {
+                    String::new()
+                } else {
+                    format!("::{t}")
+                };
+                new.push(format!("{source}.{name}{cast}::text"));
+            }
+            _ => {
+                old.push(format!("{TARGET}.{name}"));
+                new.push(format!("{source}.{name}"));
+            }
+        }
     }
     if old.is_empty() {
         return None;

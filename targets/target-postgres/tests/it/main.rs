@@ -18,6 +18,7 @@ mod sdk_streams;
 mod signals;
 mod tls;
 mod unchanged;
+mod versions;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
