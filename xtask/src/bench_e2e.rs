@@ -14,7 +14,8 @@
 //!    directory under the bench's) that the target reads back;
 //! 6. `singer run`;
 //! 7. the same `singer run` again into the now-full tables (every row an upsert of the values
-//!    it holds, but with this sync's table version, so every row is still rewritten);
+//!    it holds, with this sync's table version: target-postgres leaves the rows as they are
+//!    and records their keys for ACTIVATE_VERSION, which must then retire none of them);
 //! 8. after `qty` was changed on every row of `mixed` in MariaDB (not timed, undone after the
 //!    stage), `singer run` again: every row an upsert that rewrites it.
 //!
@@ -220,13 +221,14 @@ pub(crate) fn run(args: &[String]) -> Result {
         upsert.secs.push(s);
         upsert.rss_kb.push(kb);
         verify(LOAD_SCHEMA, rows)?;
+        none_retired()?;
 
         change_every_row(1)?;
         let _ = std::fs::remove_dir_all(dir.join(".singer"));
         let timed_run = timed(&files.singer_argv());
         // Checked against the changed source before the change is undone.
         let verified = match &timed_run {
-            Ok(_) => verify(LOAD_SCHEMA, rows),
+            Ok(_) => verify(LOAD_SCHEMA, rows).and_then(|()| none_retired()),
             Err(_) => Ok(()),
         };
         change_every_row(-1)?;
@@ -287,6 +289,22 @@ pub(crate) fn run(args: &[String]) -> Result {
     std::fs::write(&path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("\n{report}");
     step!("bench: report written to {}", path.display());
+    Ok(())
+}
+
+/// After a re-sync: ACTIVATE_VERSION marked no row of the loaded tables deleted (every source
+/// row was sent again, most of them unchanged, so they keep their old table version).
+fn none_retired() -> Result {
+    let retired = psql_out(&format!(
+        "SELECT (SELECT count(*) FROM {LOAD_SCHEMA}.mixed WHERE _sdc_deleted_at IS NOT NULL) \
+         + (SELECT count(*) FROM {LOAD_SCHEMA}.small WHERE _sdc_deleted_at IS NOT NULL)"
+    ))?;
+    if retired.trim() != "0" {
+        return Err(format!(
+            "{} rows of {LOAD_SCHEMA} were marked deleted by a re-sync of unchanged data",
+            retired.trim()
+        ));
+    }
     Ok(())
 }
 

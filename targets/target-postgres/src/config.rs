@@ -94,10 +94,10 @@ pub struct Config {
     pub compress_wal: bool,
     /// Leave a keyed row as it is when a record brings the values it already has (compared on
     /// every column the record sets but `_sdc_extracted_at`, `_sdc_received_at`,
-    /// `_sdc_batched_at` and `_sdc_sequence`: a new `_sdc_table_version` is a change), so
-    /// records that bring nothing new write almost nothing; a row's `_sdc_*` columns then
-    /// tell the load that last changed it. false
-    /// rewrites every row the records name.
+    /// `_sdc_batched_at`, `_sdc_sequence` and, while a versioned pass records the keys it sent
+    /// in `_singer_sent_<table>` for ACTIVATE_VERSION, `_sdc_table_version`), so records that
+    /// bring nothing new write almost nothing; a row's `_sdc_*` columns then tell the load
+    /// that last changed it. false rewrites every row the records name.
     #[serde(default = "default_true")]
     pub skip_unchanged_rows: bool,
     /// Retries of a batch, schema change or ACTIVATE_VERSION after a retriable database error
