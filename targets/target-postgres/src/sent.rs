@@ -18,9 +18,11 @@
 //! in the table while the side table does not exist (a pass begun by an older target) is not
 //! recorded either, and when a new pass starts, the keys of older passes never activated are
 //! dropped (a late ACTIVATE_VERSION of such a pass may mark rows the new pass has not sent
-//! yet; the new pass clears the mark when it sends them).
+//! yet; the new pass clears the mark when it sends them). A role that may not create tables in
+//! the schema stamps every row as before, with a warning.
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use crate::model::{Active, Meta, TableModel};
 use crate::names::{pg_name, qualified, quote};
@@ -249,7 +251,15 @@ impl SentTracker {
                     self.stamped.push(v);
                     continue;
                 }
-                self.table = Some(SentKeys::create(client, model, keys).await?);
+                match SentKeys::create(client, model, keys).await {
+                    Ok(t) => self.table = Some(t),
+                    Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                        tracing::warn!(table = %model.qualified(), error = %e, "cannot create the table of the keys a pass sent (no CREATE on the schema): every row the pass sends is rewritten with its table version");
+                        self.stamped.push(v);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if let Some(t) = &self.table {
                 t.drop_older(client, v).await?;

@@ -224,3 +224,40 @@ fn a_pass_begun_without_the_side_table_stamps_every_row() {
     ));
     assert_eq!(side[0][0], None, "no side table was made");
 }
+
+/// A role that owns its table but may not create tables in the schema: no side table, every
+/// row the pass sends is stamped as before (with a warning), and ACTIVATE_VERSION goes by the
+/// version alone.
+#[test]
+fn a_role_that_cannot_create_tables_stamps_every_row() {
+    let s = fresh_schema("versions_role");
+    let role = format!("{s}_w");
+    sql(&format!(
+        "CREATE SCHEMA \"{s}\"; CREATE ROLE \"{role}\" LOGIN; \
+         GRANT USAGE ON SCHEMA \"{s}\" TO \"{role}\"; \
+         CREATE TABLE \"{s}\".t (id bigint PRIMARY KEY, name text); \
+         ALTER TABLE \"{s}\".t OWNER TO \"{role}\""
+    ));
+    let extra = json!({"user": role});
+    first_pass(&s, &extra);
+    let mut msgs = vec![schema_msg(), av(2)];
+    msgs.extend(pass(2, 1..=58, plain));
+    msgs.push(av(2));
+    let out = load(&s, extra, &stream(&msgs));
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot create the table of the keys"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = rows(&s);
+    assert!((1..=58).all(|id| after[&id].1 == "2" && !after[&id].2));
+    assert!(after[&59].2 && after[&60].2);
+    let side = sql(&format!(
+        "SELECT to_regclass('\"{s}\".\"_singer_sent_t\"')::text"
+    ));
+    assert_eq!(side[0][0], None);
+    sql(&format!(
+        "DROP SCHEMA \"{s}\" CASCADE; DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""
+    ));
+}
