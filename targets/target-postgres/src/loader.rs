@@ -35,7 +35,7 @@ use crate::names::quote;
 use crate::retry::{self, Retry, RetryPolicy, Txn};
 use crate::sent::{SentKeys, SentTracker};
 use crate::sink::{Batch, Part};
-use crate::stage::{Path, Stage};
+use crate::stage::{Path, Stage, TARGET as RETIRED};
 use crate::types::PgType;
 
 /// Batches smaller than this load on one connection.
@@ -606,9 +606,6 @@ impl PgLoader {
         Ok(n)
     }
 }
-
-/// The alias of the table in ACTIVATE_VERSION's statement.
-const RETIRED: &str = "_singer_t";
 
 /// The shards a batch's parts load on.
 fn shards_of(batch: &Batch) -> Vec<usize> {

@@ -26,6 +26,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::model::{Active, Meta, TableModel};
 use crate::names::{pg_name, qualified, quote};
+use crate::stage::staged_value;
 use crate::types::PgType;
 
 /// The side table of one table.
@@ -129,14 +130,8 @@ impl SentKeys {
         let mut select = vec![v.clone()];
         for k in &self.keys {
             let q = quote(k);
-            let custom = columns.iter().find_map(|c| match &c.ty {
-                PgType::Custom(t) if c.name == *k => Some(t.clone()),
-                _ => None,
-            });
-            select.push(match custom {
-                Some(t) => format!("{q}::{t}"),
-                None => q.clone(),
-            });
+            let staged = columns.iter().find(|c| c.name == *k);
+            select.push(staged.map_or_else(|| q.clone(), |c| staged_value(c, None)));
             cols.push(q);
         }
         format!(

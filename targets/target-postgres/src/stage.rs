@@ -245,13 +245,7 @@ impl Stage<'_> {
     fn merge_sql(&self, stage: &str, columns: &[Active], pick_last: bool) -> String {
         let table = &self.table;
         let mut insert_cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
-        let mut select: Vec<String> = columns
-            .iter()
-            .map(|c| match &c.ty {
-                PgType::Custom(t) => format!("{}::{t}", quote(&c.name)),
-                _ => quote(&c.name),
-            })
-            .collect();
+        let mut select: Vec<String> = columns.iter().map(|c| staged_value(c, None)).collect();
         if self.opts.metadata {
             insert_cols.push(quote(Meta::BatchedAt.name()));
             select.push("now()".into());
@@ -293,8 +287,9 @@ impl Stage<'_> {
     }
 }
 
-/// The alias of the table in a merge, for the unchanged-row test.
-const TARGET: &str = "_singer_t";
+/// The alias of the table in a merge (for the unchanged-row test) and in ACTIVATE_VERSION's
+/// statements.
+pub(crate) const TARGET: &str = "_singer_t";
 
 /// The alias of the staging table in a `MERGE`.
 const SOURCE: &str = "_singer_s";
@@ -302,10 +297,7 @@ const SOURCE: &str = "_singer_s";
 impl Stage<'_> {
     /// The `MERGE` of a part whose keys are all different.
     fn merge_command_sql(&self, stage: &str, columns: &[Active]) -> String {
-        let value = |c: &Active| match &c.ty {
-            PgType::Custom(t) => format!("{SOURCE}.{}::{t}", quote(&c.name)),
-            _ => format!("{SOURCE}.{}", quote(&c.name)),
-        };
+        let value = |c: &Active| staged_value(c, Some(SOURCE));
         let mut insert_cols: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
         let mut values: Vec<String> = columns.iter().map(value).collect();
         let mut sets: Vec<String> = columns
@@ -395,6 +387,20 @@ fn changed(columns: &[Active], version_is_change: bool, source: &str) -> Option<
         old.join(", "),
         new.join(", ")
     ))
+}
+
+/// A staged column's value in the table's type, qualified by `alias` if given: values of types
+/// this target did not create are staged as text and cast (`"c"::type`).
+pub(crate) fn staged_value(c: &Active, alias: Option<&str>) -> String {
+    let name = quote(&c.name);
+    let column = match alias {
+        Some(a) => format!("{a}.{name}"),
+        None => name,
+    };
+    match &c.ty {
+        PgType::Custom(t) => format!("{column}::{t}"),
+        _ => column,
+    }
 }
 
 /// Binary COPY of a part's rows into `table`.
