@@ -152,10 +152,13 @@ impl Builder {
                 i64::try_from(integer(raw)?).map_err(|_| out_of_range(raw, "bigint"))?,
             ),
             Builder::Float64(b) => b.append_value(exact_double(raw)?),
-            Builder::Decimal128(b, p, s) => {
-                let digits = unscaled(number_text(raw)?, *s, *p)?;
-                b.append_value(digits.parse::<i128>().map_err(|e| e.to_string())?);
-            }
+            Builder::Decimal128(b, p, s) => match plain_decimal(raw, *s, *p) {
+                Some(v) => b.append_value(v),
+                None => {
+                    let digits = unscaled(number_text(raw)?, *s, *p)?;
+                    b.append_value(digits.parse::<i128>().map_err(|e| e.to_string())?);
+                }
+            },
             Builder::Decimal256(b, p, s) => {
                 let digits = unscaled(number_text(raw)?, *s, *p)?;
                 b.append_value(digits.parse::<i256>().map_err(|e| e.to_string())?);
@@ -275,13 +278,79 @@ fn is_decimal(t: &str) -> bool {
         && exp.is_none_or(digits)
 }
 
+/// Appends the value of column `i` given as raw JSON text (`null` or a value).
+fn push_value(
+    schema: &BatchSchema,
+    builder: &mut Builder,
+    i: usize,
+    raw: &str,
+) -> Result<(), ValueError> {
+    if raw == "null" {
+        builder.null();
+        return Ok(());
+    }
+    let column = &schema.columns[i];
+    builder
+        .push(column.kind, raw)
+        .map_err(|message| ValueError {
+            column: column.name.clone(),
+            message,
+        })
+}
+
 /// An integer (`12`, `-3`, `1.0`, `1e3`) as i128.
 fn integer(raw: &str) -> Result<i128, String> {
+    if let Some(v) = plain_decimal(raw, 0, 18) {
+        return Ok(v);
+    }
     let digits = unscaled(number_text(raw)?, 0, 39)
         .map_err(|_| format!("expected an integer, got {}", clip(raw)))?;
     digits
         .parse::<i128>()
         .map_err(|_| format!("integer {} is too large", clip(raw)))
+}
+
+/// The common spelling of a decimal, `-?digits(.digits)?` with at most `scale` digits after
+/// the point and at most `precision` ≤ 38 significant digits, scaled by 10^scale without
+/// allocating; `None` for any other text (quoted, exponent, too many digits), which
+/// [`unscaled`] then decides.
+fn plain_decimal(raw: &str, scale: i8, precision: u8) -> Option<i128> {
+    let (negative, t) = match raw.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        b => (false, b),
+    };
+    let (int, frac) = match t.iter().position(|&b| b == b'.') {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, &t[..0]),
+    };
+    let pad = usize::try_from(scale).ok()?.checked_sub(frac.len())?;
+    if int.is_empty() || precision > 38 {
+        return None;
+    }
+    let mut v: i128 = 0;
+    let mut significant = 0usize;
+    for &b in int.iter().chain(frac) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        if v != 0 || b != b'0' {
+            significant += 1;
+        }
+        if significant > 38 {
+            return None;
+        }
+        v = v * 10 + i128::from(b - b'0');
+    }
+    if v != 0 {
+        significant += pad;
+    }
+    if significant > usize::from(precision) {
+        return None;
+    }
+    for _ in 0..pad {
+        v *= 10;
+    }
+    Some(if negative { -v } else { v })
 }
 
 /// The digits of a decimal text scaled by 10^scale, as an integer text (`"-1.5"`, scale 2 →
@@ -389,12 +458,109 @@ fn hex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// Where a record's member value sits in a chunk's text: it ends at `end` and starts where
+/// the span before it in the chunk ended (see [`RowLocator::locate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    column: u32,
+    end: u32,
+}
+
+/// Finds the column of each member of a record, so that the values can be converted later
+/// (on another thread) from [`Span`]s: the first of repeated members counts, unknown members
+/// are counted and skipped.
+#[derive(Debug)]
+pub struct RowLocator {
+    schema: Arc<BatchSchema>,
+    /// The column of each member position of the last record: records of a stream usually
+    /// list their members in the same order, so a name comparison replaces a hash lookup.
+    order: Vec<Option<usize>>,
+    filled: Vec<bool>,
+    unknown: u64,
+}
+
+impl RowLocator {
+    /// A locator for a stream's columns.
+    pub fn new(schema: Arc<BatchSchema>) -> Self {
+        let filled = vec![false; schema.columns.len()];
+        Self {
+            schema,
+            order: Vec::new(),
+            filled,
+            unknown: 0,
+        }
+    }
+
+    /// Calls `found(column, raw)` for each member that fills a column, in input order.
+    fn each<'a>(&mut self, fields: &RawFields<'a>, mut found: impl FnMut(usize, &'a str)) {
+        self.filled.fill(false);
+        for (j, (name, raw)) in fields.iter().enumerate() {
+            let Some(i) = self.column_at(j, name) else {
+                self.unknown += 1;
+                continue;
+            };
+            if !std::mem::replace(&mut self.filled[i], true) {
+                found(i, raw.get());
+            }
+        }
+    }
+
+    /// Copies the values of a record's members into `text`, one after the other, appending
+    /// one span per column filled (members that are not columns are left out). Fails, leaving
+    /// `text` and `spans` as they were, when `text` would outgrow 4 GiB.
+    pub fn locate(
+        &mut self,
+        fields: &RawFields<'_>,
+        text: &mut String,
+        spans: &mut Vec<Span>,
+    ) -> Result<(), ValueError> {
+        let (len, count) = (text.len(), spans.len());
+        let mut fits = true;
+        self.each(fields, |column, raw| {
+            text.push_str(raw);
+            match (u32::try_from(column), u32::try_from(text.len())) {
+                (Ok(column), Ok(end)) => spans.push(Span { column, end }),
+                _ => fits = false,
+            }
+        });
+        if fits {
+            return Ok(());
+        }
+        text.truncate(len);
+        spans.truncate(count);
+        Err(ValueError {
+            column: "*".into(),
+            message: "a chunk of records outgrew 4 GiB".into(),
+        })
+    }
+
+    /// Members seen that are not columns (ignored), in total.
+    pub fn unknown_members(&self) -> u64 {
+        self.unknown
+    }
+
+    /// The column of the member named `name` at position `j` of a record.
+    fn column_at(&mut self, j: usize, name: &str) -> Option<usize> {
+        match self.order.get(j) {
+            Some(Some(i)) if self.schema.columns[*i].name == name => Some(*i),
+            _ => {
+                let found = self.schema.position(name);
+                if j >= self.order.len() {
+                    self.order.resize(j + 1, None);
+                }
+                self.order[j] = found;
+                found
+            }
+        }
+    }
+}
+
 /// Records into Arrow columns for one stream.
 pub struct RowsBuilder {
     schema: Arc<BatchSchema>,
     builders: Vec<Builder>,
     filled: Vec<bool>,
-    unknown: u64,
+    locator: RowLocator,
 }
 
 impl RowsBuilder {
@@ -407,10 +573,10 @@ impl RowsBuilder {
             .collect();
         let filled = vec![false; schema.columns.len()];
         Self {
+            locator: RowLocator::new(schema.clone()),
             schema,
             builders,
             filled,
-            unknown: 0,
         }
     }
 
@@ -421,35 +587,47 @@ impl RowsBuilder {
 
     /// Appends a record's members. On error the builder is left inconsistent: drop it.
     pub fn push_fields(&mut self, fields: &RawFields<'_>) -> Result<(), ValueError> {
+        let mut result = Ok(());
         self.filled.fill(false);
-        for (name, raw) in fields.iter() {
-            let Some(i) = self.schema.position(name) else {
-                self.unknown += 1;
-                continue;
-            };
-            if self.filled[i] {
-                continue; // a repeated member: the first one counts, as in RawFields::get
+        let (builders, filled, schema) = (&mut self.builders, &mut self.filled, &self.schema);
+        self.locator.each(fields, |i, raw| {
+            if result.is_ok() {
+                filled[i] = true;
+                result = push_value(schema, &mut builders[i], i, raw);
             }
+        });
+        result?;
+        self.fill_nulls();
+        Ok(())
+    }
+
+    /// Appends a record located by [`RowLocator::locate`]: its values are `text` from `start`
+    /// on, as `spans` cut it. Returns where the next record's values start. On error the
+    /// builder is left inconsistent: drop it.
+    pub fn push_spans(
+        &mut self,
+        text: &str,
+        mut start: usize,
+        spans: &[Span],
+    ) -> Result<usize, ValueError> {
+        self.filled.fill(false);
+        for s in spans {
+            let (i, end) = (s.column as usize, s.end as usize);
+            let raw = text.get(start..end).unwrap_or("null");
+            start = end;
             self.filled[i] = true;
-            let v = raw.get();
-            if v == "null" {
-                self.builders[i].null();
-                continue;
-            }
-            let kind = self.schema.columns[i].kind;
-            self.builders[i]
-                .push(kind, v)
-                .map_err(|message| ValueError {
-                    column: self.schema.columns[i].name.clone(),
-                    message,
-                })?;
+            push_value(&self.schema, &mut self.builders[i], i, raw)?;
         }
+        self.fill_nulls();
+        Ok(start)
+    }
+
+    fn fill_nulls(&mut self) {
         for (i, filled) in self.filled.iter().enumerate() {
             if !filled {
                 self.builders[i].null();
             }
         }
-        Ok(())
     }
 
     /// Appends one record object.
@@ -473,7 +651,7 @@ impl RowsBuilder {
 
     /// Members seen that are not columns (ignored), in total.
     pub fn unknown_members(&self) -> u64 {
-        self.unknown
+        self.locator.unknown_members()
     }
 
     /// The rows so far as a record batch; the builder starts empty again.
@@ -503,6 +681,53 @@ mod tests {
         assert!(unscaled("1.555", 2, 38).is_err());
         assert!(unscaled("1000", 0, 3).is_err());
         assert!(unscaled("1x", 0, 3).is_err());
+    }
+
+    #[test]
+    fn the_fast_spelling_agrees_with_the_general_one() {
+        let texts = [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "1.5",
+            "-0.01",
+            "0.05",
+            "1.50",
+            "1.555",
+            "999",
+            "1000",
+            "123456789012345678",
+            "1234567890123456789",
+            "99999999999999999999999999999999999999",
+            "0.000",
+            "00012.3",
+            "1e3",
+            "\"12\"",
+            "1x",
+            "-",
+            ".5",
+            "12.",
+        ];
+        for t in texts {
+            for (scale, precision) in [(0, 3), (0, 18), (2, 10), (2, 4), (3, 38), (0, 38)] {
+                let general = number_text(t)
+                    .and_then(|n| unscaled(n, scale, precision))
+                    .ok()
+                    .and_then(|d| d.parse::<i128>().ok());
+                if let Some(fast) = plain_decimal(t, scale, precision) {
+                    assert_eq!(
+                        Some(fast),
+                        general,
+                        "{t} scale {scale} precision {precision}"
+                    );
+                }
+            }
+        }
+        assert_eq!(plain_decimal("-0.01", 2, 10), Some(-1));
+        assert_eq!(plain_decimal("1.5", 2, 10), Some(150));
+        assert_eq!(plain_decimal("1000", 0, 3), None);
+        assert_eq!(plain_decimal("1.555", 2, 10), None);
     }
 
     #[test]

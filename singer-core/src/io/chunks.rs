@@ -21,8 +21,13 @@ pub struct Chunk {
 impl Chunk {
     /// Iterates over the non-blank lines of the chunk, with their line numbers.
     pub fn lines(&self) -> impl Iterator<Item = Line<'_>> {
+        let data = &self.data[..];
         let mut number = self.first_line;
-        self.data.split(|b| *b == b'\n').filter_map(move |raw| {
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+        ends.filter_map(move |end| {
+            let raw = &data[start..end];
+            start = end + 1;
             let n = number;
             number += 1;
             let (s, e) = trim_bounds(raw);

@@ -1,24 +1,28 @@
-//! A stream's files, encoded on a thread of their own so that Parquet encoding and
-//! compression run beside the input thread's JSON parsing: the sink hands over Arrow chunks
-//! (at most [`QUEUE`] wait, so memory stays bounded and a slow disk slows the input), and at
-//! each batch cut asks for the complete files.
+//! A stream's files, encoded on a thread of their own so that value conversion, Parquet
+//! encoding and compression run beside the input thread's JSON parsing: the sink hands over
+//! chunks of raw records (or Arrow chunks of Parquet BATCH rows; at most [`QUEUE`] wait, so
+//! memory stays bounded and a slow disk slows the input), and at each batch cut asks for the
+//! complete files. A value that does not fit its column stops the encoder like a failed
+//! write: the sink's next write, or the batch cut, reports it with the record's line.
 //!
 //! [`Files`] does the work: it rolls a file every `file_rows` rows (exactly), at about
 //! `file_bytes`, and when the table version or the schema changes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
 use singer_core::sdk::SdkError;
 
 use crate::layout::{StreamLayout, part_name};
+use crate::rows::{ChunkBuilder, RawRows};
+use crate::sink::{now_micros, value_error};
 use crate::writer::{Encoding, Part, PartWriter};
 
 /// Chunks waiting for the encoder at most.
-pub const QUEUE: usize = 2;
+pub const QUEUE: usize = 1;
 
 /// How a stream's files are cut and named.
 #[derive(Debug, Clone)]
@@ -162,6 +166,7 @@ impl Files {
 
 enum Job {
     Write(RecordBatch, Option<i64>),
+    Rows(RawRows, Option<i64>),
     Keys(Vec<String>),
     Take(SyncSender<Result<Vec<Part>, SdkError>>),
 }
@@ -170,6 +175,8 @@ enum Job {
 pub struct Encoder {
     stream: String,
     tx: Option<SyncSender<Job>>,
+    /// Chunks converted, to be filled again (no large buffer is freed and allocated again).
+    spare: Receiver<RawRows>,
     failed: Arc<AtomicBool>,
     bytes: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
@@ -180,18 +187,20 @@ impl Encoder {
     pub fn spawn(files: Files) -> Result<Self, SdkError> {
         let stream = files.stream.clone();
         let (tx, rx) = sync_channel(QUEUE);
+        let (spent, spare) = channel();
         let failed = Arc::new(AtomicBool::new(false));
         let bytes = Arc::new(AtomicUsize::new(0));
         let (f, b) = (failed.clone(), bytes.clone());
         let thread = std::thread::Builder::new()
             .name("parquet-encoder".into())
-            .spawn(move || run(files, rx, &f, &b))
+            .spawn(move || run(files, rx, &spent, &f, &b))
             .map_err(|e| {
                 SdkError::fatal(format!("stream `{stream}`: cannot start its encoder"), e)
             })?;
         Ok(Self {
             stream,
             tx: Some(tx),
+            spare,
             failed,
             bytes,
             thread: Some(thread),
@@ -212,10 +221,25 @@ impl Encoder {
 
     /// Queues rows of one version. When an earlier write failed, returns that error.
     pub fn write(&self, batch: RecordBatch, version: Option<i64>) -> Result<(), SdkError> {
+        self.queue(Job::Write(batch, version))
+    }
+
+    /// Queues records of one version for conversion. When an earlier write or conversion
+    /// failed, returns that error.
+    pub fn write_raw(&self, rows: RawRows, version: Option<i64>) -> Result<(), SdkError> {
+        self.queue(Job::Rows(rows, version))
+    }
+
+    /// A converted chunk to fill again, if one is back.
+    pub fn spare(&self) -> Option<RawRows> {
+        self.spare.try_recv().ok()
+    }
+
+    fn queue(&self, job: Job) -> Result<(), SdkError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(self.take().err().unwrap_or_else(|| self.stopped()));
         }
-        self.send(Job::Write(batch, version))
+        self.send(job)
     }
 
     /// The key properties written into new files' metadata.
@@ -246,24 +270,50 @@ impl Drop for Encoder {
     }
 }
 
-fn run(mut files: Files, rx: Receiver<Job>, failed: &AtomicBool, bytes: &AtomicUsize) {
+/// Converts a chunk of raw records into Arrow, reusing `chunk` while the columns stay.
+fn convert(
+    stream: &str,
+    chunk: &mut Option<ChunkBuilder>,
+    rows: &RawRows,
+) -> Result<RecordBatch, SdkError> {
+    let builder = match chunk {
+        Some(b) if Arc::ptr_eq(b.columns(), rows.columns()) => b,
+        _ => chunk.insert(ChunkBuilder::new(rows.columns().clone())),
+    };
+    if let Err(e) = builder.push_raw(rows) {
+        *chunk = None; // inconsistent now
+        return Err(value_error(stream, e.line, e.error));
+    }
+    builder.finish(now_micros()).map_err(|e| {
+        SdkError::fatal(
+            format!("stream `{stream}`: cannot build rows"),
+            std::io::Error::other(e),
+        )
+    })
+}
+
+fn run(
+    mut files: Files,
+    rx: Receiver<Job>,
+    spent: &Sender<RawRows>,
+    failed: &AtomicBool,
+    bytes: &AtomicUsize,
+) {
     let mut error = None;
+    let mut chunk = None;
     for job in rx {
-        match job {
-            Job::Write(batch, version) => {
-                if error.is_some() {
-                    continue;
-                }
-                match files.write(&batch, version) {
-                    Ok(()) => bytes.store(files.bytes(), Ordering::Relaxed),
-                    Err(e) => {
-                        files.abandon();
-                        error = Some(e);
-                        failed.store(true, Ordering::Release);
-                    }
-                }
+        let written = match job {
+            Job::Write(_, _) | Job::Rows(_, _) if error.is_some() => continue,
+            Job::Write(batch, version) => files.write(&batch, version),
+            Job::Rows(rows, version) => {
+                let batch = convert(&files.stream, &mut chunk, &rows);
+                let _ = spent.send(rows);
+                batch.and_then(|batch| files.write(&batch, version))
             }
-            Job::Keys(keys) => files.keys = keys,
+            Job::Keys(keys) => {
+                files.keys = keys;
+                continue;
+            }
             Job::Take(reply) => {
                 let result = match error.take() {
                     Some(e) => Err(e),
@@ -271,6 +321,15 @@ fn run(mut files: Files, rx: Receiver<Job>, failed: &AtomicBool, bytes: &AtomicU
                 };
                 bytes.store(0, Ordering::Relaxed);
                 let _ = reply.send(result);
+                continue;
+            }
+        };
+        match written {
+            Ok(()) => bytes.store(files.bytes(), Ordering::Relaxed),
+            Err(e) => {
+                files.abandon();
+                error = Some(e);
+                failed.store(true, Ordering::Release);
             }
         }
     }

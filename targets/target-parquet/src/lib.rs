@@ -6,11 +6,13 @@
 //! - Columns have the exact Arrow types of [`singer_core::batch::columns`], then the `_sdc_*`
 //!   columns ([`columns`]); values a type cannot hold stop the run with an error naming the
 //!   stream, the line and the column, never rounded or dropped.
-//! - Records go in chunks of 8192 through Arrow ([`rows`], [`sink`]) to the stream's
-//!   encoder thread ([`encoder`]), which writes them into the open file, rolled every
-//!   `file_rows` rows or about `file_bytes` bytes, so JSON parsing and Parquet encoding run in
-//!   parallel. Memory holds at most two waiting chunks and one row group of encoded pages per
-//!   stream, never a whole file.
+//! - The input thread parses each record's members and copies their raw values into chunks
+//!   of 8192 ([`rows`], [`sink`]); the stream's encoder thread ([`encoder`]) converts a chunk
+//!   to Arrow and writes it into the open file, rolled every `file_rows` rows or about
+//!   `file_bytes` bytes, so parsing runs beside conversion and Parquet encoding. Memory holds
+//!   at most one waiting chunk and one row group of encoded pages per stream, never a whole
+//!   file. The binary allocates with jemalloc: glibc's malloc mapped and unmapped the Arrow
+//!   and Parquet buffers over and over (a sixth of the CPU went to page faults).
 //! - Durability: a batch ends with its rows in complete files; the loader ([`loader`]) syncs
 //!   each, renames it from the hidden staging folder into the dataset folder and syncs the
 //!   folder. Only then does the SDK echo the states that follow those rows. Readers never see

@@ -1,6 +1,7 @@
-//! Rows into Arrow record batches of a stream's file schema: records through
-//! [`RowsBuilder`] (exact JSON → Arrow), Parquet BATCH rows column by column without JSON,
-//! each with the `_sdc_*` columns the target fills.
+//! Rows into Arrow record batches of a stream's file schema: records gathered as [`RawRows`]
+//! on the input thread and converted by [`ChunkBuilder`] (exact JSON → Arrow through
+//! [`RowsBuilder`]) on the encoder's, Parquet BATCH rows column by column without JSON, each
+//! with the `_sdc_*` columns the target fills.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use arrow_array::{
 use arrow_schema::DataType;
 use singer_core::batch::RowsBuilder;
 use singer_core::batch::columns::UTC;
-use singer_core::batch::from_json::ValueError;
+use singer_core::batch::from_json::{RowLocator, Span, ValueError};
 use singer_core::record::RawFields;
 use singer_core::sdk::target::ArrowRows;
 
@@ -72,6 +73,94 @@ fn timestamps(micros: i64, rows: usize) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_value(micros, rows).with_timezone(UTC))
 }
 
+/// One record of a [`RawRows`] chunk.
+#[derive(Debug, Clone, Copy)]
+struct RawRow {
+    /// End of the record's spans.
+    spans_end: usize,
+    line: u64,
+    meta: RowMeta,
+}
+
+/// Records of one stream as their members' raw JSON values, gathered on the input thread
+/// (parsing the members and finding their columns) for [`ChunkBuilder`] to convert on the
+/// encoder's.
+#[derive(Debug)]
+pub struct RawRows {
+    columns: Arc<FileColumns>,
+    text: String,
+    spans: Vec<Span>,
+    rows: Vec<RawRow>,
+}
+
+impl RawRows {
+    /// An empty chunk of `columns`, with room for about `rows` records of `text_bytes`.
+    pub fn new(columns: Arc<FileColumns>, rows: usize, text_bytes: usize) -> Self {
+        let members = columns.records.columns.len();
+        Self {
+            columns,
+            text: String::with_capacity(text_bytes),
+            spans: Vec::with_capacity(rows * members),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Empties a converted chunk for records of `columns`, keeping its buffers.
+    pub fn reuse(mut self, columns: Arc<FileColumns>) -> Self {
+        self.text.clear();
+        self.spans.clear();
+        self.rows.clear();
+        self.columns = columns;
+        self
+    }
+
+    /// Appends a record read on `line`; `locator` must be of the same columns.
+    pub fn push(
+        &mut self,
+        locator: &mut RowLocator,
+        fields: &RawFields<'_>,
+        line: u64,
+        meta: RowMeta,
+    ) -> Result<(), ValueError> {
+        locator.locate(fields, &mut self.text, &mut self.spans)?;
+        self.rows.push(RawRow {
+            spans_end: self.spans.len(),
+            line,
+            meta,
+        });
+        Ok(())
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Bytes of raw values held.
+    pub fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The columns of the records.
+    pub fn columns(&self) -> &Arc<FileColumns> {
+        &self.columns
+    }
+}
+
+/// A value of a [`RawRows`] chunk that does not fit its column, with the record's line.
+#[derive(Debug)]
+pub struct RowError {
+    /// The record's input line.
+    pub line: u64,
+    /// The column and why.
+    pub error: ValueError,
+}
+
 /// Records of one stream into record batches of its file schema.
 pub struct ChunkBuilder {
     columns: Arc<FileColumns>,
@@ -89,23 +178,30 @@ impl ChunkBuilder {
         }
     }
 
-    /// Appends a record. On error the builder is inconsistent: the run stops.
-    pub fn push(&mut self, fields: &RawFields<'_>, meta: &RowMeta) -> Result<(), ValueError> {
-        self.records.push_fields(fields)?;
-        if let Some(m) = &mut self.meta {
-            m.push(meta);
+    /// The columns it builds.
+    pub fn columns(&self) -> &Arc<FileColumns> {
+        &self.columns
+    }
+
+    /// Converts a chunk of records of the same columns. On error the builder is inconsistent:
+    /// the run stops.
+    pub fn push_raw(&mut self, rows: &RawRows) -> Result<(), RowError> {
+        let (mut first, mut text_at) = (0, 0);
+        for row in &rows.rows {
+            let spans = &rows.spans[first..row.spans_end];
+            first = row.spans_end;
+            text_at = self
+                .records
+                .push_spans(&rows.text, text_at, spans)
+                .map_err(|error| RowError {
+                    line: row.line,
+                    error,
+                })?;
+            if let Some(m) = &mut self.meta {
+                m.push(&row.meta);
+            }
         }
         Ok(())
-    }
-
-    /// Rows waiting.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// True when no row waits.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
     }
 
     /// The rows so far; the builder starts empty again.

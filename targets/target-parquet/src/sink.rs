@@ -1,6 +1,6 @@
-//! The SDK sink: on the input thread, records go [`CHUNK_ROWS`] at a time through Arrow
-//! (Parquet BATCH rows as they come) to the stream's [`Encoder`], which writes them into files
-//! on its own thread. Cutting a batch closes the open file, so a batch is a list of complete
+//! The SDK sink: on the input thread, records are split into their members' raw values and go
+//! [`CHUNK_ROWS`] at a time (Parquet BATCH rows as Arrow, as they come) to the stream's
+//! [`Encoder`], which converts and writes them into files on its own thread. Cutting a batch closes the open file, so a batch is a list of complete
 //! files that the loader ([`crate::loader`]) publishes.
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use singer_core::RecordRef;
 use singer_core::batch::BatchError;
-use singer_core::batch::from_json::ValueError;
+use singer_core::batch::from_json::{RowLocator, ValueError};
 use singer_core::record::RawFields;
 use singer_core::sdk::SdkError;
 use singer_core::sdk::target::{ArrowRows, StreamSink, StreamSpec};
@@ -17,7 +17,7 @@ use singer_core::sdk::target::{ArrowRows, StreamSink, StreamSpec};
 use crate::columns::{Change, EXTRACTED_AT, FileColumns};
 use crate::encoder::{Encoder, FileRules};
 use crate::loader::ParquetLoader;
-use crate::rows::{ChunkBuilder, RowMeta, from_arrow};
+use crate::rows::{RawRows, RowMeta, from_arrow};
 use crate::writer::Part;
 
 const BAD_TIME_EXTRACTED: &str =
@@ -25,6 +25,8 @@ const BAD_TIME_EXTRACTED: &str =
 
 /// Records are converted to Arrow this many at a time.
 pub const CHUNK_ROWS: usize = 8 * 1024;
+/// Or sooner, once their raw values take this many bytes.
+const CHUNK_BYTES: usize = 8 << 20;
 
 /// What a sink shares with the other streams of the run.
 #[derive(Debug, Clone)]
@@ -50,8 +52,11 @@ pub struct ParquetSink {
     stream: String,
     run: RunContext,
     columns: Arc<FileColumns>,
-    chunk: ChunkBuilder,
+    locator: RowLocator,
+    chunk: RawRows,
     chunk_version: Option<i64>,
+    /// The last `time_extracted` read, and its microseconds.
+    last_extracted: Option<(String, i64)>,
     encoder: Encoder,
     rows: usize,
 }
@@ -64,7 +69,7 @@ pub fn now_micros() -> i64 {
 }
 
 /// A value that does not fit its column, naming the line, the stream and the column.
-fn value_error(stream: &str, line: u64, e: ValueError) -> SdkError {
+pub fn value_error(stream: &str, line: u64, e: ValueError) -> SdkError {
     SdkError::fatal(format!("line {line}: stream `{stream}`"), e)
 }
 
@@ -102,9 +107,11 @@ impl ParquetSink {
         Self {
             stream: spec.message.stream.clone(),
             run,
-            chunk: ChunkBuilder::new(columns.clone()),
+            locator: RowLocator::new(columns.records.clone()),
+            chunk: RawRows::new(columns.clone(), CHUNK_ROWS, 0),
             columns,
             chunk_version: None,
+            last_extracted: None,
             encoder,
             rows: 0,
         }
@@ -115,13 +122,30 @@ impl ParquetSink {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let batch = self.chunk.finish(now_micros()).map_err(|e| {
-            SdkError::fatal(
-                format!("stream `{}`: cannot build rows", self.stream),
-                std::io::Error::other(e),
-            )
-        })?;
-        self.encoder.write(batch, self.chunk_version)
+        let next = match self.encoder.spare() {
+            Some(spare) => spare.reuse(self.columns.clone()),
+            None => RawRows::new(self.columns.clone(), CHUNK_ROWS, self.chunk.text_bytes()),
+        };
+        let rows = std::mem::replace(&mut self.chunk, next);
+        self.encoder.write_raw(rows, self.chunk_version)
+    }
+
+    /// `time_extracted` in microseconds; a tap usually sends the same one for many records,
+    /// so the last one is kept.
+    fn extracted_micros(&mut self, t: &str, line: u64) -> Result<i64, SdkError> {
+        if let Some((text, micros)) = &self.last_extracted
+            && text == t
+        {
+            return Ok(*micros);
+        }
+        let bad = || ValueError {
+            column: EXTRACTED_AT.into(),
+            message: BAD_TIME_EXTRACTED.into(),
+        };
+        let micros = singer_core::moment::unix_micros(t)
+            .ok_or_else(|| value_error(&self.stream, line, bad()))?;
+        self.last_extracted = Some((t.to_string(), micros));
+        Ok(micros)
     }
 
     /// Starts rows of `version`: rows of another version go to other files.
@@ -165,14 +189,7 @@ impl StreamSink for ParquetSink {
             }
         };
         let extracted_at = match &r.time_extracted {
-            Some(t) if self.columns.metadata => {
-                let bad = || ValueError {
-                    column: EXTRACTED_AT.into(),
-                    message: BAD_TIME_EXTRACTED.into(),
-                };
-                let micros = singer_core::moment::unix_micros(t);
-                Some(micros.ok_or_else(|| value_error(&self.stream, line, bad()))?)
-            }
+            Some(t) if self.columns.metadata => Some(self.extracted_micros(t, line)?),
             _ => None,
         };
         let meta = RowMeta {
@@ -183,10 +200,10 @@ impl StreamSink for ParquetSink {
         };
         self.switch_version(r.version)?;
         self.chunk
-            .push(fields, &meta)
+            .push(&mut self.locator, fields, line, meta)
             .map_err(|e| value_error(&self.stream, line, e))?;
         self.rows += 1;
-        if self.chunk.len() >= CHUNK_ROWS {
+        if self.chunk.len() >= CHUNK_ROWS || self.chunk.text_bytes() >= CHUNK_BYTES {
             self.flush_chunk()?;
         }
         Ok(())
@@ -239,7 +256,8 @@ impl StreamSink for ParquetSink {
         log_changes(&self.stream, &changes);
         self.encoder.set_keys(spec.message.key_properties.clone())?;
         self.columns = Arc::new(columns);
-        self.chunk = ChunkBuilder::new(self.columns.clone());
+        self.locator = RowLocator::new(self.columns.records.clone());
+        self.chunk = RawRows::new(self.columns.clone(), CHUNK_ROWS, 0);
         Ok(())
     }
 }

@@ -116,3 +116,39 @@ fn a_malformed_time_extracted_fails_naming_the_column() {
         "{err}"
     );
 }
+
+/// Values are converted on the encoder's thread, a chunk at a time, while the input goes on:
+/// a bad value in the middle of a chunk still stops the run naming its line, the states of
+/// batches published before it are echoed, and none after.
+#[test]
+fn a_bad_value_in_the_middle_of_a_chunk_stops_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec![schema("s", json!({"id": {"type": "integer"}}), &["id"])];
+    for id in 0..5_000 {
+        lines.push(record("s", json!({"id": id}), None));
+    }
+    lines.push(state(json!({"n": 1})));
+    for id in 5_000..6_000 {
+        lines.push(record("s", json!({"id": id}), None));
+    }
+    lines.push(record("s", json!({"id": "seven"}), None));
+    let bad_line = lines.len();
+    for id in 6_000..20_000 {
+        lines.push(record("s", json!({"id": id}), None));
+    }
+    lines.push(state(json!({"n": 2})));
+    let out = run_with_input(
+        target(dir.path(), json!({"batch_size_rows": 5_000})),
+        lines.join("\n").as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(echoed(&out), vec![json!({"n": 1})]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("line {bad_line}: stream `s`"))
+            && err.contains("column `id`")
+            && err.contains("expected a number"),
+        "{err}"
+    );
+    assert_eq!(parquet_files(&dir.path().join("out/s")).len(), 1);
+}
