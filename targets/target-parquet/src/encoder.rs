@@ -1,9 +1,11 @@
-//! A stream's files, encoded on a thread of their own so that value conversion, Parquet
-//! encoding and compression run beside the input thread's JSON parsing: the sink hands over
-//! chunks of raw records (or Arrow chunks of Parquet BATCH rows; at most [`QUEUE`] wait, so
-//! memory stays bounded and a slow disk slows the input), and at each batch cut asks for the
-//! complete files. A value that does not fit its column stops the encoder like a failed
-//! write: the sink's next write, or the batch cut, reports it with the record's line.
+//! A stream's files, written by two threads of their own so that value conversion, Parquet
+//! encoding and compression run beside the input thread's JSON parsing: a converter turns
+//! chunks of raw records into Arrow, and a files thread encodes them into the open file. The
+//! sink hands over raw chunks (or Arrow chunks of Parquet BATCH rows); at most [`QUEUE`] wait
+//! before each thread, so memory stays bounded and a slow disk slows the input. At each batch
+//! cut the sink asks for the complete files. A value that does not fit its column fails the
+//! batch like a failed write: the sink's next write, or the batch cut, reports it with the
+//! record's line.
 //!
 //! [`Files`] does the work: it rolls a file every `file_rows` rows (exactly), at about
 //! `file_bytes`, and when the table version or the schema changes.
@@ -21,7 +23,7 @@ use crate::rows::{ChunkBuilder, RawRows};
 use crate::sink::{now_micros, value_error};
 use crate::writer::{Encoding, Part, PartWriter};
 
-/// Chunks waiting for the encoder at most.
+/// Chunks waiting before each of the two threads at most.
 pub const QUEUE: usize = 1;
 
 /// How a stream's files are cut and named.
@@ -164,6 +166,7 @@ impl Files {
     }
 }
 
+/// What the sink asks of the converter thread.
 enum Job {
     Write(RecordBatch, Option<i64>),
     Rows(RawRows, Option<i64>),
@@ -171,7 +174,16 @@ enum Job {
     Take(SyncSender<Result<Vec<Part>, SdkError>>),
 }
 
-/// [`Files`] on their own thread.
+/// What the converter passes on to the files thread, in the sink's order.
+enum Encode {
+    Write(RecordBatch, Option<i64>),
+    /// A chunk could not be converted: the batch fails.
+    Fail(SdkError),
+    Keys(Vec<String>),
+    Take(SyncSender<Result<Vec<Part>, SdkError>>),
+}
+
+/// [`Files`] on their own thread, behind a thread converting raw records to Arrow.
 pub struct Encoder {
     stream: String,
     tx: Option<SyncSender<Job>>,
@@ -179,31 +191,36 @@ pub struct Encoder {
     spare: Receiver<RawRows>,
     failed: Arc<AtomicBool>,
     bytes: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Encoder {
-    /// Starts the thread.
+    /// Starts the threads.
     pub fn spawn(files: Files) -> Result<Self, SdkError> {
         let stream = files.stream.clone();
+        let cannot = |e| SdkError::fatal(format!("stream `{stream}`: cannot start its encoder"), e);
         let (tx, rx) = sync_channel(QUEUE);
+        let (encode_tx, encode_rx) = sync_channel(QUEUE);
         let (spent, spare) = channel();
         let failed = Arc::new(AtomicBool::new(false));
         let bytes = Arc::new(AtomicUsize::new(0));
         let (f, b) = (failed.clone(), bytes.clone());
-        let thread = std::thread::Builder::new()
+        let files_thread = std::thread::Builder::new()
             .name("parquet-encoder".into())
-            .spawn(move || run(files, rx, &spent, &f, &b))
-            .map_err(|e| {
-                SdkError::fatal(format!("stream `{stream}`: cannot start its encoder"), e)
-            })?;
+            .spawn(move || run(files, encode_rx, &f, &b))
+            .map_err(cannot)?;
+        let name = stream.clone();
+        let convert_thread = std::thread::Builder::new()
+            .name("parquet-convert".into())
+            .spawn(move || run_convert(&name, rx, &encode_tx, &spent))
+            .map_err(cannot)?;
         Ok(Self {
             stream,
             tx: Some(tx),
             spare,
             failed,
             bytes,
-            thread: Some(thread),
+            threads: vec![convert_thread, files_thread],
         })
     }
 
@@ -262,9 +279,9 @@ impl Encoder {
 
 impl Drop for Encoder {
     fn drop(&mut self) {
-        // Ends the thread, which drops (removes) files never handed over.
+        // Ends the threads; the files thread drops (removes) files never handed over.
         self.tx = None;
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -292,29 +309,51 @@ fn convert(
     })
 }
 
-fn run(
-    mut files: Files,
-    rx: Receiver<Job>,
-    spent: &Sender<RawRows>,
-    failed: &AtomicBool,
-    bytes: &AtomicUsize,
-) {
-    let mut error = None;
+/// The converter thread: chunks of raw records become Arrow batches; everything else passes
+/// through in order. After a failed chunk no other is converted.
+fn run_convert(stream: &str, rx: Receiver<Job>, tx: &SyncSender<Encode>, spent: &Sender<RawRows>) {
     let mut chunk = None;
+    let mut failed = false;
+    for job in rx {
+        let next = match job {
+            Job::Write(batch, version) => Encode::Write(batch, version),
+            Job::Rows(_, _) if failed => continue,
+            Job::Rows(rows, version) => {
+                let converted = convert(stream, &mut chunk, &rows);
+                let _ = spent.send(rows);
+                match converted {
+                    Ok(batch) => Encode::Write(batch, version),
+                    Err(e) => {
+                        failed = true;
+                        Encode::Fail(e)
+                    }
+                }
+            }
+            Job::Keys(keys) => Encode::Keys(keys),
+            Job::Take(reply) => {
+                failed = false;
+                Encode::Take(reply)
+            }
+        };
+        if tx.send(next).is_err() {
+            return;
+        }
+    }
+}
+
+/// The files thread.
+fn run(mut files: Files, rx: Receiver<Encode>, failed: &AtomicBool, bytes: &AtomicUsize) {
+    let mut error = None;
     for job in rx {
         let written = match job {
-            Job::Write(_, _) | Job::Rows(_, _) if error.is_some() => continue,
-            Job::Write(batch, version) => files.write(&batch, version),
-            Job::Rows(rows, version) => {
-                let batch = convert(&files.stream, &mut chunk, &rows);
-                let _ = spent.send(rows);
-                batch.and_then(|batch| files.write(&batch, version))
-            }
-            Job::Keys(keys) => {
+            Encode::Write(_, _) | Encode::Fail(_) if error.is_some() => continue,
+            Encode::Write(batch, version) => files.write(&batch, version),
+            Encode::Fail(e) => Err(e),
+            Encode::Keys(keys) => {
                 files.keys = keys;
                 continue;
             }
-            Job::Take(reply) => {
+            Encode::Take(reply) => {
                 let result = match error.take() {
                     Some(e) => Err(e),
                     None => files.take(),

@@ -7,11 +7,11 @@
 //!   columns ([`columns`]); values a type cannot hold stop the run with an error naming the
 //!   stream, the line and the column, never rounded or dropped.
 //! - The input thread parses each record's members and copies their raw values into chunks
-//!   of 8192 ([`rows`], [`sink`]); the stream's encoder thread ([`encoder`]) converts a chunk
-//!   to Arrow and writes it into the open file, rolled every `file_rows` rows or about
-//!   `file_bytes` bytes, so parsing runs beside conversion and Parquet encoding. Memory holds
-//!   at most one waiting chunk and one row group of encoded pages per stream, never a whole
-//!   file. The binary allocates with jemalloc: glibc's malloc mapped and unmapped the Arrow
+//!   of 8192 ([`rows`], [`sink`]); the stream's [`encoder`] converts each chunk to Arrow on
+//!   one thread and writes it into the open file on another, rolled every `file_rows` rows or
+//!   about `file_bytes` bytes, so parsing, conversion and Parquet encoding run side by side.
+//!   Memory holds at most a few chunks and one row group of encoded pages per stream, never
+//!   a whole file. The binary allocates with jemalloc: glibc's malloc mapped and unmapped the Arrow
 //!   and Parquet buffers over and over (a sixth of the CPU went to page faults).
 //! - Durability: a batch ends with its rows in complete files; the loader ([`loader`]) syncs
 //!   each, renames it from the hidden staging folder into the dataset folder and syncs the
