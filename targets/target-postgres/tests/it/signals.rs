@@ -74,8 +74,21 @@ fn a_signal_commits_what_was_read_and_exits_0() {
 /// A signal while input keeps flowing in small batches: the target stops where it is, exits
 /// 0, and the last state it echoed covers the committed rows, which are exactly ids 1..=m:
 /// every record after that state (at most the one read just before the stop) is committed too.
+/// The stop must come mid-stream, with rows written that the target did not commit; when the
+/// machine is so loaded that the signal is handled only after the last write (the target then
+/// commits everything, which is right but proves nothing), the scenario runs again.
 #[test]
 fn a_signal_mid_stream_leaves_the_last_state_on_the_committed_rows() {
+    for _ in 0..5 {
+        if signal_mid_stream() {
+            return;
+        }
+    }
+    panic!("in 5 runs the signal was always handled after the last row written");
+}
+
+/// One run of the scenario above; false when every row written was committed.
+fn signal_mid_stream() -> bool {
     let s = fresh_schema("sigflow");
     let (_dir, cfg) = config(
         &s,
@@ -111,15 +124,12 @@ fn a_signal_mid_stream_leaves_the_last_state_on_the_committed_rows() {
     let [count, distinct, max] =
         [0, 1, 2].map(|i| rows[i].as_deref().unwrap().parse::<u64>().unwrap());
     assert!(count > 0 && count == distinct && count == max, "{rows:?}");
-    assert!(
-        max < next - 1,
-        "every row written was committed: the signal came too late"
-    );
     let last = end.states.last().unwrap()["n"].as_u64().unwrap();
     assert!(
         last <= max && max - last <= 1,
         "last state {last}, committed rows 1..={max}"
     );
+    max < next - 1
 }
 
 /// Holds an exclusive lock on the table, so the drain's COPY waits; released on drop.
