@@ -613,7 +613,12 @@ impl RowsBuilder {
         self.filled.fill(false);
         for s in spans {
             let (i, end) = (s.column as usize, s.end as usize);
-            let raw = text.get(start..end).unwrap_or("null");
+            let Some(raw) = text.get(start..end) else {
+                return Err(ValueError {
+                    column: self.schema.columns[i].name.clone(),
+                    message: format!("no value at bytes {start}..{end} of its chunk"),
+                });
+            };
             start = end;
             self.filled[i] = true;
             push_value(&self.schema, &mut self.builders[i], i, raw)?;
